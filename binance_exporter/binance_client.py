@@ -1,0 +1,326 @@
+"""The one place that talks to Binance's REST API.
+
+binance-connector (`binance.spot.Spot`) does the HTTP, but it has no timeout by
+default, never retries, never honours `Retry-After`, and fails in five different
+ways (ClientError, ServerError, bare `requests` exceptions, KeyError on a 4xx
+body without `code`, a plain string for a non-JSON 2xx body). This module adds
+what an unattended exporter needs and gives callers one error type:
+
+* a timeout on every request;
+* one `Spot` (one `requests.Session`) per thread, since a Session is not
+  documented as thread-safe;
+* request-weight accounting from `X-MBX-USED-WEIGHT-1M`, and a budget so the
+  exporter never plans more than a share of the limit;
+* a back-off gate: after a 429 or 418 no request leaves until `Retry-After` has
+  passed (at least 60 s when the header is missing);
+* counters of requests by endpoint and outcome for the exporter's own metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import requests
+from binance.error import ClientError, ServerError
+from binance.spot import Spot
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_WEIGHT_LIMIT = 6000  # REQUEST_WEIGHT per minute until exchangeInfo says otherwise
+DEFAULT_RATE_LIMIT_BACKOFF = 60.0  # seconds to wait after a 429/418 without Retry-After
+INVALID_SYMBOL = -1121
+
+EXCHANGE_INFO = "/api/v3/exchangeInfo"
+TICKER_24H = "/api/v3/ticker/24hr"
+DEPTH = "/api/v3/depth"
+BOOK_TICKER = "/api/v3/ticker/bookTicker"
+
+# Request weights from Binance's REST docs (weights as of 2023-10 onwards).
+EXCHANGE_INFO_WEIGHT = 20
+TICKER_24H_ALL_WEIGHT = 80
+BOOK_TICKER_MULTI_WEIGHT = 4
+
+
+def depth_weight(limit: int) -> int:
+    """Weight of `GET /api/v3/depth` for a requested `limit`."""
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 25
+    if limit <= 1000:
+        return 50
+    return 250
+
+
+# Kinds of failure, so callers can decide without knowing binance-connector.
+TRANSPORT = "transport"  # connection refused, reset, timeout, truncated body
+SERVER = "server"  # HTTP 5xx: Binance's side, outcome unknown
+CLIENT = "client"  # other HTTP 4xx, e.g. -1121 invalid symbol
+RATE_LIMITED = "rate_limited"  # HTTP 429
+BANNED = "banned"  # HTTP 418
+BAD_RESPONSE = "bad_response"  # a body that is not what the API documents
+BACKING_OFF = "backing_off"  # refused locally: waiting out a 429/418
+BUDGET = "budget"  # refused locally: the weight budget for this minute is spent
+
+
+class BinanceError(Exception):
+    """Any failure to get an answer from Binance.
+
+    `retry_after` (seconds) is set when waiting is the right response: after a
+    429/418, or when the local weight budget or back-off refused the request.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        status: int | None = None,
+        code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+    @property
+    def invalid_symbol(self) -> bool:
+        """True for Binance's `-1121 Invalid symbol` (e.g. a delisted symbol)."""
+        return self.code == INVALID_SYMBOL
+
+    @property
+    def local(self) -> bool:
+        """True when the request was never sent (back-off or budget)."""
+        return self.kind in (BACKING_OFF, BUDGET)
+
+
+@dataclass(frozen=True)
+class ApiStats:
+    """A consistent copy of the client's own accounting, for the metrics."""
+
+    requests: dict[tuple[str, str], int]
+    weight_used: int | None
+    weight_limit: int
+    backoff_until: float
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from a `Retry-After` header, or None if absent or unreadable."""
+    if headers is None:
+        return None
+    value = headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _used_weight(headers: Any) -> int | None:
+    if headers is None:
+        return None
+    for name, value in headers.items():
+        if name.lower() == "x-mbx-used-weight-1m":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class BinanceClient:
+    """Thread-safe access to the market-data endpoints the exporter uses."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float,
+        weight_share: float = 0.5,
+        clock: Callable[[], float] = time.time,
+        spot_factory: Callable[..., Any] = Spot,
+    ) -> None:
+        self.base_url = base_url
+        self.timeout = timeout
+        self.weight_share = weight_share
+        self._clock = clock
+        self._spot_factory = spot_factory
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._requests: Counter[tuple[str, str]] = Counter()
+        self._weight_used: int | None = None  # last known use in the current window
+        self._weight_window = -1  # the minute `_weight_used` belongs to
+        self._weight_limit = DEFAULT_WEIGHT_LIMIT
+        self._backoff_until = 0.0
+
+    # Public endpoints -------------------------------------------------------
+
+    def exchange_info(self) -> Any:
+        """`GET /api/v3/exchangeInfo` (weight 20)."""
+        return self._call(EXCHANGE_INFO, EXCHANGE_INFO_WEIGHT, lambda spot: spot.exchange_info())
+
+    def tickers_24h(self) -> Any:
+        """All symbols' 24 h statistics, MINI form (weight 80, a fraction of FULL's size)."""
+        return self._call(
+            TICKER_24H, TICKER_24H_ALL_WEIGHT, lambda spot: spot.ticker_24hr(type="MINI")
+        )
+
+    def depth(self, symbol: str, limit: int) -> Any:
+        """`GET /api/v3/depth` for one symbol (weight by `limit`)."""
+        return self._call(DEPTH, depth_weight(limit), lambda spot: spot.depth(symbol, limit=limit))
+
+    def book_tickers(self, symbols: list[str] | None) -> Any:
+        """Best bid/ask for `symbols` in one request, or for all symbols (weight 4 either way)."""
+        wanted = list(symbols) if symbols else None
+        return self._call(
+            BOOK_TICKER, BOOK_TICKER_MULTI_WEIGHT, lambda spot: spot.book_ticker(symbols=wanted)
+        )
+
+    # State for the scheduler and the metrics -------------------------------
+
+    def set_weight_limit(self, limit: int | None) -> None:
+        """Adopt the REQUEST_WEIGHT per-minute limit that exchangeInfo announced."""
+        if limit and limit > 0:
+            with self._lock:
+                self._weight_limit = limit
+
+    def blocked_for(self) -> float:
+        """Seconds until a request may leave again after a 429/418 (0 when free)."""
+        with self._lock:
+            return max(0.0, self._backoff_until - self._clock())
+
+    def stats(self) -> ApiStats:
+        """A consistent copy of the request counters and weight state."""
+        with self._lock:
+            used = self._weight_used if self._current_window() == self._weight_window else 0
+            return ApiStats(
+                requests=dict(self._requests),
+                weight_used=used if self._weight_window >= 0 else None,
+                weight_limit=self._weight_limit,
+                backoff_until=self._backoff_until,
+            )
+
+    # Internals ---------------------------------------------------------------
+
+    def _spot(self) -> Any:
+        spot = getattr(self._local, "spot", None)
+        if spot is None:
+            spot = self._spot_factory(
+                base_url=self.base_url, timeout=self.timeout, show_limit_usage=True
+            )
+            self._local.spot = spot
+        return spot
+
+    def _current_window(self) -> int:
+        # Binance does not document whether the minute is fixed or sliding; the
+        # header resets at wall-clock minute boundaries in practice, so the
+        # budget treats each UTC minute as one window.
+        return int(self._clock() // 60)
+
+    def _admit(self, endpoint: str, weight: int) -> None:
+        """Refuse locally instead of sending a request Binance would punish."""
+        with self._lock:
+            now = self._clock()
+            if now < self._backoff_until:
+                raise BinanceError(
+                    f"{endpoint}: not sent, backing off after a rate-limit answer",
+                    kind=BACKING_OFF,
+                    retry_after=self._backoff_until - now,
+                )
+            window = self._current_window()
+            used = (self._weight_used or 0) if window == self._weight_window else 0
+            budget = self.weight_share * self._weight_limit
+            if used + weight > budget:
+                raise BinanceError(
+                    f"{endpoint}: not sent, weight budget spent "
+                    f"({used} + {weight} > {budget:.0f} of {self._weight_limit} this minute)",
+                    kind=BUDGET,
+                    retry_after=60.0 - now % 60.0,
+                )
+            # Reserve the weight now so concurrent requests see it before the
+            # header arrives; the header then replaces the estimate.
+            self._weight_window = window
+            self._weight_used = used + weight
+
+    def _observe(self, endpoint: str, code: str, headers: Any) -> None:
+        with self._lock:
+            self._requests[(endpoint, code)] += 1
+            used = _used_weight(headers)
+            if used is not None:
+                window = self._current_window()
+                if window != self._weight_window:
+                    self._weight_window, self._weight_used = window, used
+                else:
+                    self._weight_used = max(used, self._weight_used or 0)
+
+    def _back_off(self, seconds: float) -> float:
+        with self._lock:
+            self._backoff_until = max(self._backoff_until, self._clock() + seconds)
+            return self._backoff_until
+
+    def _call(self, endpoint: str, weight: int, request: Callable[[Any], Any]) -> Any:
+        self._admit(endpoint, weight)
+        try:
+            result = request(self._spot())
+        except ClientError as exc:
+            self._observe(endpoint, str(exc.status_code), exc.header)
+            raise self._client_error(endpoint, exc) from None
+        except ServerError as exc:
+            self._observe(endpoint, str(exc.status_code), None)
+            raise BinanceError(
+                f"{endpoint}: HTTP {exc.status_code} from Binance", kind=SERVER,
+                status=exc.status_code,
+            ) from None
+        except requests.RequestException as exc:
+            self._observe(endpoint, "error", None)
+            raise BinanceError(
+                f"{endpoint}: {type(exc).__name__}: {_short(exc)}", kind=TRANSPORT
+            ) from None
+        except (KeyError, ValueError, TypeError) as exc:
+            # binance-connector raises KeyError('code') on a 4xx JSON body without
+            # Binance's error fields; the HTTP status is lost on the way.
+            self._observe(endpoint, "error", None)
+            raise BinanceError(
+                f"{endpoint}: unreadable error answer ({type(exc).__name__}: {exc})",
+                kind=BAD_RESPONSE,
+            ) from None
+        if not isinstance(result, dict) or "data" not in result:
+            self._observe(endpoint, "error", None)
+            raise BinanceError(f"{endpoint}: unexpected answer shape", kind=BAD_RESPONSE)
+        self._observe(endpoint, "200", result.get("limit_usage"))
+        data = result["data"]
+        if isinstance(data, str):
+            raise BinanceError(f"{endpoint}: answer is not JSON: {data[:60]!r}", kind=BAD_RESPONSE)
+        return data
+
+    def _client_error(self, endpoint: str, exc: ClientError) -> BinanceError:
+        status = exc.status_code
+        if status in (418, 429):
+            wait = _retry_after(exc.header)
+            until = self._back_off(wait if wait is not None else DEFAULT_RATE_LIMIT_BACKOFF)
+            kind = BANNED if status == 418 else RATE_LIMITED
+            if status == 418:
+                LOG.error(
+                    "Binance has BANNED this IP (HTTP 418) for %s; no request will be sent "
+                    "until %s. Lower the request rate before restarting.",
+                    endpoint, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)),
+                )
+            return BinanceError(
+                f"{endpoint}: HTTP {status} {exc.error_message}", kind=kind, status=status,
+                code=exc.error_code, retry_after=until - self._clock(),
+            )
+        return BinanceError(
+            f"{endpoint}: HTTP {status} code {exc.error_code}: {exc.error_message}",
+            kind=CLIENT, status=status, code=exc.error_code,
+        )
+
+
+def _short(exc: BaseException) -> str:
+    """First line of an exception's text, trimmed: urllib3 messages are long."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text[:160]

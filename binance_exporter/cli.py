@@ -1,0 +1,197 @@
+"""Command line: `binance-exporter [OPTIONS]` / `python -m binance_exporter`.
+
+Every option can also be set with an environment variable
+`BINANCE_EXPORTER_<OPTION>` (e.g. `BINANCE_EXPORTER_PORT=9100`), which suits
+containers. Options are validated before anything starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from urllib.parse import urlparse
+
+import click
+from prometheus_client import CollectorRegistry
+
+from binance_exporter import __version__, report
+from binance_exporter.binance_client import DEFAULT_WEIGHT_LIMIT, BinanceClient
+from binance_exporter.collector import SnapshotCollector
+from binance_exporter.exposition import Exposition
+from binance_exporter.http_server import ExporterServer
+from binance_exporter.market import VOLUME_FIELDS
+from binance_exporter.refresh import RANKINGS, SPREADS, Refresher, Settings
+from binance_exporter.refresh import planned_weight_per_minute
+from binance_exporter.scheduler import Scheduler
+from binance_exporter.snapshot import Snapshot, SnapshotStore
+
+LOG = logging.getLogger("binance_exporter")
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
+def _base_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise click.BadParameter(f"must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+@click.command(context_settings={"auto_envvar_prefix": "BINANCE_EXPORTER", "show_default": True})
+@click.option("--base-url", default="https://api.binance.com", callback=_base_url,
+              show_envvar=True, help="Binance REST API base URL.")
+@click.option("--listen-address", default="0.0.0.0", show_envvar=True,
+              help="Address to serve /metrics on.")
+@click.option("--port", "-p", type=click.IntRange(1, 65535), default=8080, show_envvar=True,
+              help="Port to serve /metrics on.")
+@click.option("--update-interval", "-i", type=POSITIVE, default=10.0, show_envvar=True,
+              help="Seconds between spread refreshes (one bookTicker request each).")
+@click.option("--refresh-interval", type=POSITIVE, default=60.0, show_envvar=True,
+              help="Seconds between refreshes of the rankings and order-book notionals.")
+@click.option("--top-n", type=click.IntRange(1, 100), default=5, show_envvar=True,
+              help="How many symbols each ranking keeps.")
+@click.option("--depth-levels", type=click.IntRange(1, 5000), default=200, show_envvar=True,
+              help="Order-book levels per side summed into the notional.")
+@click.option("--volume-field", type=click.Choice(VOLUME_FIELDS), default="quoteVolume",
+              show_envvar=True,
+              help="24h volume that ranks BTC-quoted symbols: quoteVolume (in BTC) or volume "
+                   "(in the base asset).")
+@click.option("--timeout", type=POSITIVE, default=10.0, show_envvar=True,
+              help="HTTP timeout in seconds for each Binance request.")
+@click.option("--weight-share", type=click.FloatRange(0, 1, min_open=True), default=0.5,
+              show_envvar=True,
+              help="Largest share of Binance's per-minute request-weight limit to use.")
+@click.option("--log-level", "-l", default="info", show_envvar=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              help="Logging threshold (logs go to stderr).")
+@click.option("--once", is_flag=True, default=False, show_envvar=True,
+              help="Answer the four questions once, print them and exit.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_envvar=True,
+              help="Format of the --once answer and of the start-up report.")
+@click.version_option(__version__, prog_name="binance-exporter")
+def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments
+    base_url: str,
+    listen_address: str,
+    port: int,
+    update_interval: float,
+    refresh_interval: float,
+    top_n: int,
+    depth_levels: int,
+    volume_field: str,
+    timeout: float,
+    weight_share: float,
+    log_level: str,
+    once: bool,
+    output: str,
+) -> None:
+    """Prometheus exporter for Binance SPOT market data.
+
+    Answers, at start-up and then continuously: the top BTC-quoted symbols by
+    24h volume, the top USDT-quoted symbols by 24h number of trades, the
+    notional of the top bids and asks of the first list's order books, and the
+    bid-ask spread of the second list's symbols with its change every update
+    interval. Serves them as Prometheus gauges on /metrics.
+    """
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    settings = Settings(top_n=top_n, depth_levels=depth_levels, volume_field=volume_field)
+    planned = planned_weight_per_minute(settings, update_interval, refresh_interval)
+    if planned > weight_share * DEFAULT_WEIGHT_LIMIT:
+        raise click.UsageError(
+            f"this schedule plans {planned:.0f} request weight per minute, over "
+            f"{weight_share:.0%} of Binance's limit of {DEFAULT_WEIGHT_LIMIT}; raise "
+            "--refresh-interval or --update-interval, or lower --top-n or --depth-levels"
+        )
+    client = BinanceClient(base_url, timeout=timeout, weight_share=weight_share)
+    refresher = Refresher(client, SnapshotStore(), settings)
+    if once:
+        sys.exit(_once(refresher, output))
+    _serve(refresher, listen_address, port, update_interval, refresh_interval, output)
+
+
+def _once(refresher: Refresher, output: str) -> int:
+    """Answer once; 0 on success, 1 with one clear line when Binance could not answer."""
+    # Failures are reported by the single line below, not by the refresh log too.
+    logging.getLogger("binance_exporter.refresh").setLevel(logging.ERROR)
+    snapshot = refresher.refresh_rankings()
+    refresher.close()
+    if not snapshot.ready or snapshot.answers is None:
+        errors = [str(e) for job in (RANKINGS, SPREADS) if (e := refresher.last_errors.get(job))]
+        click.echo(
+            f"error: no complete answer from {refresher.client.base_url}: " + "; ".join(errors),
+            err=True,
+        )
+        return 1
+    _print_answers(snapshot, output, refresher.settings)
+    return 0
+
+
+def _print_answers(snapshot: Snapshot, output: str, settings: Settings) -> None:
+    if snapshot.answers is None:
+        return
+    if output == "json":
+        print(report.to_json(snapshot.answers), flush=True)
+    else:
+        print(report.to_text(snapshot.answers, settings.volume_field, settings.depth_levels),
+              flush=True)
+
+
+def _print_spreads(snapshot: Snapshot) -> None:
+    if snapshot.answers is not None:
+        print(report.spreads_line(snapshot.answers, time.time()), flush=True)
+
+
+def _serve(
+    refresher: Refresher,
+    address: str,
+    port: int,
+    update_interval: float,
+    refresh_interval: float,
+    output: str,
+) -> None:
+    """Serve /metrics and refresh in the background until SIGTERM or SIGINT."""
+    store = refresher.store
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(store.current, refresher.client.stats))
+    exposition = Exposition(registry)
+    store.subscribe(exposition.update)
+    try:
+        server = ExporterServer(
+            (address, port), exposition, lambda: store.current().ready, refresher.client.base_url
+        )
+    except OSError as exc:
+        click.echo(f"error: cannot listen on {address}:{port}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        LOG.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server.serve_in_thread()
+    LOG.info("serving http://%s:%d/metrics, data from %s", address, port,
+             refresher.client.base_url)
+    scheduler = Scheduler(
+        refresher,
+        update_interval,
+        refresh_interval,
+        on_rankings=lambda snapshot: _print_answers(snapshot, output, refresher.settings),
+        on_spreads=_print_spreads,
+    )
+    # Daemon thread: a request stuck in its timeout must not delay shutdown.
+    threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True).start()
+    while not stop.wait(0.5):
+        pass
+    server.shutdown()
+    server.server_close()
+    refresher.close()
+    LOG.info("stopped")

@@ -1,0 +1,187 @@
+"""Prometheus metric families built from the current snapshot.
+
+The collector keeps no series of its own: each `collect()` builds fresh
+families from one snapshot, so a symbol that leaves a ranking loses its series
+at once and no scrape can see a half-updated state. Values are those of the
+last good refresh (HELP says so); samples carry no timestamps.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from binance_exporter import __version__
+from binance_exporter.binance_client import ApiStats
+from binance_exporter.snapshot import JOBS, Answers, Snapshot
+
+CACHED = "Cached from the last successful refresh."
+
+
+def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=list(labels))
+
+
+class SnapshotCollector(Collector):
+    """Yields the exporter's metrics from a snapshot and the client's accounting."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], api_stats: Callable[[], ApiStats]):
+        self._snapshot = snapshot
+        self._api_stats = api_stats
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._snapshot()
+        yield from self._exporter_families(snapshot)
+        yield from self._api_families(self._api_stats())
+        if snapshot.answers is not None:
+            yield from self._ranking_families(snapshot.answers)
+            yield from self._book_families(snapshot.answers)
+
+    @staticmethod
+    def _exporter_families(snapshot: Snapshot) -> Iterator[Metric]:
+        build = _gauge("binance_exporter_build_info", "Exporter version; always 1.", ("version",))
+        build.add_metric([__version__], 1)
+        yield build
+        yield GaugeMetricFamily(
+            "binance_up",
+            "1 when the latest run of every refresh job succeeded, else 0.",
+            value=1 if snapshot.up else 0,
+        )
+        success = _gauge(
+            "binance_refresh_success", "1 when the latest run of the job succeeded.", ("job",)
+        )
+        last = _gauge(
+            "binance_last_refresh_timestamp_seconds",
+            "Unix time of the job's last successful refresh.",
+            ("job",),
+        )
+        duration = _gauge(
+            "binance_refresh_duration_seconds", "How long the job's latest run took.", ("job",)
+        )
+        for job in JOBS:
+            state = snapshot.jobs[job]
+            success.add_metric([job], 1 if state.success else 0)
+            if state.last_success is not None:
+                last.add_metric([job], state.last_success)
+            if state.duration is not None:
+                duration.add_metric([job], state.duration)
+        yield from (success, last, duration)
+        skipped = CounterMetricFamily(
+            "binance_skipped_values",
+            "Values not exported because the book or quote was empty, one-sided, crossed "
+            "or its symbol no longer exists.",
+            labels=["job", "reason"],
+        )
+        for (job, reason), count in sorted(snapshot.skipped.items()):
+            skipped.add_metric([job, reason], count)
+        yield skipped
+
+    @staticmethod
+    def _api_families(stats: ApiStats) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "binance_api_requests",
+            "Requests sent to the Binance REST API, by endpoint and HTTP status "
+            "('error' when no status was received).",
+            labels=["endpoint", "code"],
+        )
+        for (endpoint, code), count in sorted(stats.requests.items()):
+            requests.add_metric([endpoint, code], count)
+        yield requests
+        if stats.weight_used is not None:
+            yield GaugeMetricFamily(
+                "binance_api_request_weight_used",
+                "Request weight this IP used in the current minute (X-MBX-USED-WEIGHT-1M).",
+                value=stats.weight_used,
+            )
+        yield GaugeMetricFamily(
+            "binance_api_request_weight_limit",
+            "REQUEST_WEIGHT limit per minute (exchangeInfo rateLimits).",
+            value=stats.weight_limit,
+        )
+        yield GaugeMetricFamily(
+            "binance_api_backoff_until_timestamp_seconds",
+            "Unix time until which no request is sent after a 429/418 (0: never backed off).",
+            value=stats.backoff_until,
+        )
+
+    @staticmethod
+    def _ranking_families(answers: Answers) -> Iterator[Metric]:
+        info = _gauge(
+            "binance_symbol_info",
+            "Tracked symbol, from GET /api/v3/exchangeInfo (baseAsset, quoteAsset, status); "
+            "always 1. " + CACHED,
+            ("symbol", "base_asset", "quote_asset", "status"),
+        )
+        for symbol in sorted(answers.symbols.values(), key=lambda s: s.symbol):
+            labels = [symbol.symbol, symbol.base_asset, symbol.quote_asset, symbol.status]
+            info.add_metric(labels, 1)
+        yield info
+
+        rank = _gauge(
+            "binance_top_symbol_rank",
+            "Rank of the symbol (1 = first) by 24h quote volume (BTC-quoted) or number of "
+            "trades (USDT-quoted), from GET /api/v3/ticker/24hr. " + CACHED,
+            ("symbol", "quote_asset", "ranking"),
+        )
+        quote_volume = _gauge(
+            "binance_ticker_24h_quote_volume",
+            "24h volume in the quote asset of the ranked BTC-quoted symbols, GET "
+            "/api/v3/ticker/24hr field quoteVolume. " + CACHED,
+            ("symbol",),
+        )
+        trades = _gauge(
+            "binance_ticker_24h_trades",
+            "24h number of trades of the ranked USDT-quoted symbols, GET /api/v3/ticker/24hr "
+            "field count. " + CACHED,
+            ("symbol",),
+        )
+        for position, ticker in enumerate(answers.top_btc, 1):
+            quote = answers.symbols[ticker.symbol].quote_asset
+            rank.add_metric([ticker.symbol, quote, "quote_volume"], position)
+            quote_volume.add_metric([ticker.symbol], float(ticker.quote_volume))
+        for position, ticker in enumerate(answers.top_usdt, 1):
+            quote = answers.symbols[ticker.symbol].quote_asset
+            rank.add_metric([ticker.symbol, quote, "trades"], position)
+            trades.add_metric([ticker.symbol], ticker.trades)
+        yield from (rank, quote_volume, trades)
+
+    @staticmethod
+    def _book_families(answers: Answers) -> Iterator[Metric]:
+        notional = _gauge(
+            "binance_order_book_notional",
+            "Sum of price x quantity over the top levels of one side of the book, in the "
+            "quote asset, from GET /api/v3/depth (bids, asks). " + CACHED,
+            ("symbol", "side"),
+        )
+        for symbol, sides in sorted(answers.notional.items()):
+            if sides.bids is not None:
+                notional.add_metric([symbol, "bid"], float(sides.bids))
+            if sides.asks is not None:
+                notional.add_metric([symbol, "ask"], float(sides.asks))
+        yield notional
+
+        spread = _gauge(
+            "binance_spread",
+            "Best ask minus best bid, in the quote asset, from GET /api/v3/ticker/bookTicker "
+            "(askPrice - bidPrice). " + CACHED,
+            ("symbol",),
+        )
+        ratio = _gauge(
+            "binance_spread_ratio",
+            "Spread divided by the mid price (askPrice + bidPrice) / 2, from GET "
+            "/api/v3/ticker/bookTicker. " + CACHED,
+            ("symbol",),
+        )
+        delta = _gauge(
+            "binance_spread_delta",
+            "Absolute change of binance_spread since the previous spread refresh "
+            "(0 on the first). " + CACHED,
+            ("symbol",),
+        )
+        for symbol, value in sorted(answers.spreads.items()):
+            spread.add_metric([symbol], float(value))
+            ratio.add_metric([symbol], float(answers.spread_ratios[symbol]))
+            delta.add_metric([symbol], float(answers.deltas.get(symbol, 0)))
+        yield from (spread, ratio, delta)

@@ -1,0 +1,331 @@
+"""Refresh jobs: ask Binance, compute the answers, publish a new snapshot.
+
+Two jobs share one client:
+
+* `rankings` (every `--refresh-interval`): exchangeInfo and the 24 h tickers
+  in parallel, then every depth snapshot and one bookTicker in parallel. Two
+  round trips answer all four questions.
+* `spreads` (every `--update-interval`): one bookTicker request with the
+  `symbols` parameter (weight 4, whatever the number of symbols).
+
+A job that fails keeps the previous good values and marks itself failed; one
+bad symbol never fails the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable, Mapping
+
+from binance_exporter.binance_client import (
+    BOOK_TICKER_MULTI_WEIGHT,
+    EXCHANGE_INFO_WEIGHT,
+    TICKER_24H_ALL_WEIGHT,
+    BinanceClient,
+    BinanceError,
+    depth_weight,
+)
+from binance_exporter.market import (
+    CROSSED,
+    EMPTY,
+    ONE_SIDED,
+    QUOTE_VOLUME,
+    ExchangeInfo,
+    OrderBook,
+    PayloadError,
+    depth_limit_for,
+    parse_book_tickers,
+    parse_depth,
+    parse_exchange_info,
+    parse_tickers_24h,
+    quote_problem,
+    side_notional,
+    spread_deltas,
+    Ticker24h,
+    top_by_trades,
+    top_by_volume,
+)
+from binance_exporter.snapshot import (
+    RANKINGS,
+    SPREADS,
+    Answers,
+    JobState,
+    SideNotional,
+    Snapshot,
+    SnapshotStore,
+)
+
+LOG = logging.getLogger(__name__)
+INVALID_SYMBOL = "invalid_symbol"
+REFRESH_ERRORS = (BinanceError, PayloadError)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to rank and how deep to look."""
+
+    top_n: int = 5
+    depth_levels: int = 200
+    volume_field: str = QUOTE_VOLUME
+    btc_quote: str = "BTC"
+    usdt_quote: str = "USDT"
+
+
+def rankings_weight(settings: Settings) -> int:
+    """Request weight of one rankings run: exchangeInfo, 24 h tickers, depths, bookTicker."""
+    depth = depth_weight(depth_limit_for(settings.depth_levels))
+    return (
+        EXCHANGE_INFO_WEIGHT
+        + TICKER_24H_ALL_WEIGHT
+        + settings.top_n * depth
+        + BOOK_TICKER_MULTI_WEIGHT
+    )
+
+
+def planned_weight_per_minute(
+    settings: Settings, update_interval: float, refresh_interval: float
+) -> float:
+    """Request weight the schedule spends per minute, at most (rankings + spreads runs)."""
+    return (
+        rankings_weight(settings) * 60.0 / refresh_interval
+        + BOOK_TICKER_MULTI_WEIGHT * 60.0 / update_interval
+    )
+
+
+@dataclass(frozen=True)
+class _Spreads:
+    values: dict[str, Decimal]
+    ratios: dict[str, Decimal]
+
+
+class Refresher:
+    """Runs the refresh jobs and publishes each result to the snapshot store."""
+
+    def __init__(
+        self,
+        client: BinanceClient,
+        store: SnapshotStore,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        workers: int = 8,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.settings = settings
+        self._clock = clock
+        # Each pool thread gets its own Spot (see BinanceClient), so the
+        # parallel requests never share a requests.Session.
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="binance-rest")
+        self._skipped: Counter[tuple[str, str]] = Counter()
+        self._failures: Counter[str] = Counter()
+        self.last_errors: dict[str, Exception | None] = {}
+
+    def close(self) -> None:
+        """Stop the worker threads without waiting for requests in flight."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # Jobs -------------------------------------------------------------------
+
+    def refresh_rankings(self) -> Snapshot:
+        """Answer all four questions afresh; publish and return the snapshot."""
+        started = self._clock()
+        previous = self.store.current()
+        try:
+            info, top_btc, top_usdt = self._rank()
+        except REFRESH_ERRORS as exc:
+            return self._publish(previous, previous.answers, {RANKINGS: (exc, started)})
+        limit = depth_limit_for(self.settings.depth_levels)
+        depth_futures = {
+            t.symbol: self._pool.submit(self.client.depth, t.symbol, limit) for t in top_btc
+        }
+        usdt_symbols = [t.symbol for t in top_usdt]
+        spreads_started = self._clock()
+        spreads_future = self._pool.submit(self._fetch_spreads, usdt_symbols)
+
+        notional, rankings_error = self._collect_notional(depth_futures, previous.answers)
+        spreads, spreads_error = self._spreads_result(spreads_future, usdt_symbols, previous)
+        answers = Answers(
+            symbols={t.symbol: info.symbols[t.symbol] for t in (*top_btc, *top_usdt)},
+            top_btc=tuple(top_btc),
+            top_usdt=tuple(top_usdt),
+            notional=notional,
+            spreads=spreads.values,
+            spread_ratios=spreads.ratios,
+            deltas=self._deltas(previous.answers, spreads.values, spreads_error),
+        )
+        return self._publish(
+            previous,
+            answers,
+            {RANKINGS: (rankings_error, started), SPREADS: (spreads_error, spreads_started)},
+        )
+
+    def refresh_spreads(self) -> Snapshot:
+        """Re-read the spreads of the ranked USDT symbols; publish and return the snapshot."""
+        started = self._clock()
+        previous = self.store.current()
+        if previous.answers is None:
+            raise RuntimeError("refresh_spreads needs a first successful refresh_rankings")
+        symbols = [t.symbol for t in previous.answers.top_usdt]
+        future: Future[_Spreads] = self._pool.submit(self._fetch_spreads, symbols)
+        spreads, error = self._spreads_result(future, symbols, previous)
+        answers = Answers(
+            symbols=previous.answers.symbols,
+            top_btc=previous.answers.top_btc,
+            top_usdt=previous.answers.top_usdt,
+            notional=previous.answers.notional,
+            spreads=spreads.values,
+            spread_ratios=spreads.ratios,
+            deltas=self._deltas(previous.answers, spreads.values, error),
+        )
+        return self._publish(previous, answers, {SPREADS: (error, started)})
+
+    # Pieces -----------------------------------------------------------------
+
+    def _rank(self) -> tuple[ExchangeInfo, list[Ticker24h], list[Ticker24h]]:
+        """First round trip: exchangeInfo and the 24 h tickers together, then rank."""
+        info_future = self._pool.submit(self.client.exchange_info)
+        tickers_future = self._pool.submit(self.client.tickers_24h)
+        info = parse_exchange_info(info_future.result())
+        tickers = parse_tickers_24h(tickers_future.result())
+        self.client.set_weight_limit(info.weight_limit)
+        settings = self.settings
+        top_btc = top_by_volume(
+            info.symbols, tickers, settings.btc_quote, settings.volume_field, settings.top_n
+        )
+        top_usdt = top_by_trades(info.symbols, tickers, settings.usdt_quote, settings.top_n)
+        return info, top_btc, top_usdt
+
+    def _skip(self, job: str, reason: str) -> None:
+        self._skipped[(job, reason)] += 1
+
+    def _collect_notional(
+        self, futures: Mapping[str, Future[object]], previous: Answers | None
+    ) -> tuple[dict[str, SideNotional], Exception | None]:
+        notional: dict[str, SideNotional] = {}
+        error: Exception | None = None
+        for symbol, future in futures.items():
+            try:
+                book = parse_depth(future.result(), symbol)
+            except REFRESH_ERRORS as exc:
+                if isinstance(exc, BinanceError) and exc.invalid_symbol:
+                    # Delisted since exchangeInfo was read: drop it, keep the others.
+                    self._skip(RANKINGS, INVALID_SYMBOL)
+                    continue
+                error = exc
+                if previous is not None and symbol in previous.notional:
+                    notional[symbol] = previous.notional[symbol]
+                continue
+            value = self._book_notional(book)
+            if value is not None:
+                notional[symbol] = value
+        return notional, error
+
+    def _book_notional(self, book: OrderBook) -> SideNotional | None:
+        """Notional per side, skipping sides that are empty and books that are crossed."""
+        if not book.bids and not book.asks:
+            self._skip(RANKINGS, EMPTY)
+            return None
+        if book.bids and book.asks and book.bids[0][0] >= book.asks[0][0]:
+            self._skip(RANKINGS, CROSSED)
+            return None
+        if not (book.bids and book.asks):
+            self._skip(RANKINGS, ONE_SIDED)
+        levels = self.settings.depth_levels
+        return SideNotional(
+            bids=side_notional(book.bids, levels) if book.bids else None,
+            asks=side_notional(book.asks, levels) if book.asks else None,
+        )
+
+    def _fetch_spreads(self, symbols: list[str]) -> _Spreads:
+        if not symbols:
+            return _Spreads({}, {})
+        try:
+            tops = parse_book_tickers(self.client.book_tickers(symbols))
+        except BinanceError as exc:
+            if not exc.invalid_symbol:
+                raise
+            # One symbol of the list no longer exists, which fails the whole
+            # request. The all-symbols form costs the same weight (4) and
+            # answers for every symbol that still exists.
+            tops = parse_book_tickers(self.client.book_tickers(None))
+        values: dict[str, Decimal] = {}
+        ratios: dict[str, Decimal] = {}
+        for symbol in symbols:
+            top = tops.get(symbol)
+            if top is None:
+                self._skip(SPREADS, INVALID_SYMBOL)
+                continue
+            problem = quote_problem(top.bid_price, top.ask_price)
+            if problem is not None:
+                self._skip(SPREADS, problem)
+                continue
+            values[symbol] = top.ask_price - top.bid_price
+            ratios[symbol] = values[symbol] / ((top.ask_price + top.bid_price) / 2)
+        return _Spreads(values, ratios)
+
+    def _spreads_result(
+        self, future: Future[_Spreads], symbols: list[str], previous: Snapshot
+    ) -> tuple[_Spreads, Exception | None]:
+        try:
+            return future.result(), None
+        except REFRESH_ERRORS as exc:
+            old = previous.answers
+            if old is None:
+                return _Spreads({}, {}), exc
+            kept = set(symbols)
+            return (
+                _Spreads(
+                    {s: v for s, v in old.spreads.items() if s in kept},
+                    {s: v for s, v in old.spread_ratios.items() if s in kept},
+                ),
+                exc,
+            )
+
+    @staticmethod
+    def _deltas(
+        previous: Answers | None, spreads: Mapping[str, Decimal], error: Exception | None
+    ) -> dict[str, Decimal]:
+        if previous is None:
+            return spread_deltas({}, spreads)
+        if error is not None:  # nothing new was measured: the old deltas still stand
+            return {s: d for s, d in previous.deltas.items() if s in spreads}
+        return spread_deltas(previous.spreads, spreads)
+
+    def _publish(
+        self,
+        previous: Snapshot,
+        answers: Answers | None,
+        outcomes: Mapping[str, tuple[Exception | None, float]],
+    ) -> Snapshot:
+        now = self._clock()
+        jobs = dict(previous.jobs)
+        for job, (error, started) in outcomes.items():
+            self._log_outcome(job, error)
+            self.last_errors[job] = error
+            old = jobs[job]
+            jobs[job] = JobState(
+                success=error is None,
+                last_success=now if error is None else old.last_success,
+                duration=now - started,
+            )
+        snapshot = Snapshot(answers=answers, jobs=jobs, skipped=dict(self._skipped))
+        self.store.publish(snapshot)
+        return snapshot
+
+    def _log_outcome(self, job: str, error: Exception | None) -> None:
+        """Log the first failure of a burst and the recovery, not every retry."""
+        if error is None:
+            if self._failures[job]:
+                LOG.info("%s refresh recovered after %d failed attempts", job, self._failures[job])
+            self._failures[job] = 0
+            return
+        self._failures[job] += 1
+        if self._failures[job] == 1:
+            LOG.warning("%s refresh failed: %s (repeats are logged at debug level)", job, error)
+        else:
+            LOG.debug("%s refresh failed again (%d in a row): %s", job, self._failures[job], error)

@@ -1,0 +1,83 @@
+"""Human and machine readable reports of the answers (stdout, `--once`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+from binance_exporter.market import QUOTE_VOLUME
+from binance_exporter.snapshot import Answers
+
+EIGHT_PLACES = Decimal("1e-8")
+
+
+def _plain(value: Decimal | None) -> str:
+    """A Decimal as plain text, at most 8 decimals and no trailing zeros."""
+    if value is None:
+        return "n/a"
+    text = format(value.quantize(EIGHT_PLACES), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def to_json_dict(answers: Answers) -> dict[str, Any]:
+    """The `--output json` document (missing values are null, never 0)."""
+    return {
+        "top_btc_by_volume": [
+            {"symbol": t.symbol, "quote_volume": float(t.quote_volume), "volume": float(t.volume)}
+            for t in answers.top_btc
+        ],
+        "top_usdt_by_trades": [{"symbol": t.symbol, "trades": t.trades} for t in answers.top_usdt],
+        "notional": {
+            t.symbol: {
+                "bids": _float(side.bids) if (side := answers.notional.get(t.symbol)) else None,
+                "asks": _float(side.asks) if side else None,
+            }
+            for t in answers.top_btc
+        },
+        "spread": {t.symbol: _float(answers.spreads.get(t.symbol)) for t in answers.top_usdt},
+    }
+
+
+def to_json(answers: Answers) -> str:
+    """`to_json_dict` serialised, one document."""
+    return json.dumps(to_json_dict(answers), indent=2, ensure_ascii=False)
+
+
+def to_text(answers: Answers, volume_field: str, depth_levels: int) -> str:
+    """The start-up report: the four answers as aligned text."""
+    volume_name = "quote volume" if volume_field == QUOTE_VOLUME else "base volume"
+    lines = [f"Top {len(answers.top_btc)} BTC-quoted symbols by 24h {volume_name}:"]
+    for rank, t in enumerate(answers.top_btc, 1):
+        lines.append(
+            f"  {rank}. {t.symbol:<14} quote_volume={_plain(t.quote_volume)} BTC"
+            f"  volume={_plain(t.volume)}"
+        )
+    lines.append(f"Top {len(answers.top_usdt)} USDT-quoted symbols by 24h number of trades:")
+    for rank, t in enumerate(answers.top_usdt, 1):
+        lines.append(f"  {rank}. {t.symbol:<14} trades={t.trades}")
+    lines.append(f"Notional of the top {depth_levels} bids and asks (in the quote asset):")
+    for t in answers.top_btc:
+        side = answers.notional.get(t.symbol)
+        bids, asks = (side.bids, side.asks) if side else (None, None)
+        lines.append(f"  {t.symbol:<14} bids={_plain(bids)}  asks={_plain(asks)}")
+    lines.append("Spread (best ask - best bid):")
+    for t in answers.top_usdt:
+        lines.append(f"  {t.symbol:<14} {_plain(answers.spreads.get(t.symbol))}")
+    return "\n".join(lines)
+
+
+def spreads_line(answers: Answers, when: float | None = None) -> str:
+    """The periodic report: each spread and its absolute change since the last one."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+    parts = [
+        f"{t.symbol} spread={_plain(answers.spreads.get(t.symbol))}"
+        f" delta={_plain(answers.deltas.get(t.symbol))}"
+        for t in answers.top_usdt
+    ]
+    return f"{stamp} " + "; ".join(parts)
