@@ -24,13 +24,47 @@ from binance_exporter.collector import SnapshotCollector
 from binance_exporter.exposition import Exposition
 from binance_exporter.http_server import ExporterServer
 from binance_exporter.market import VOLUME_FIELDS
-from binance_exporter.refresh import RANKINGS, SPREADS, Refresher, Settings
-from binance_exporter.refresh import planned_weight_per_minute
+from binance_exporter.refresh import (
+    RANKINGS,
+    SPREADS,
+    SPREADS_ALL,
+    SPREADS_LIST,
+    SPREADS_TOP,
+    Refresher,
+    Settings,
+    planned_weight_per_minute,
+)
 from binance_exporter.scheduler import Scheduler
 from binance_exporter.snapshot import Snapshot, SnapshotStore
 
 LOG = logging.getLogger("binance_exporter")
 POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
+def _shard(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, int]:
+    try:
+        index_text, count_text = value.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise click.BadParameter(f"must be I/N such as 0/3, got {value!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise click.BadParameter(f"needs 0 <= I < N, got {value!r}")
+    return index, count
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n.strip().upper() for n in value.split(",") if n.strip()))
+
+
+def _spread_symbols(
+    _ctx: click.Context, _param: click.Parameter, value: str
+) -> tuple[str, tuple[str, ...]]:
+    if value.strip().lower() in (SPREADS_TOP, SPREADS_ALL):
+        return value.strip().lower(), ()
+    names = _names(value)
+    if not names:
+        raise click.BadParameter("give top, all, or a comma-separated list of symbols")
+    return SPREADS_LIST, names
 
 
 def _base_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -59,6 +93,16 @@ def _base_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
               show_envvar=True,
               help="24h volume that ranks BTC-quoted symbols: quoteVolume (in BTC) or volume "
                    "(in the base asset).")
+@click.option("--spread-symbols", default=SPREADS_TOP, callback=_spread_symbols,
+              show_envvar=True,
+              help="Whose spreads to watch: top (the ranked USDT symbols), all (every TRADING "
+                   "symbol, still one request per refresh), or a list like BTCUSDT,ETHBTC.")
+@click.option("--quote-assets", default="", show_envvar=True,
+              help="With --spread-symbols all: only symbols quoted in these assets, "
+                   "e.g. USDT,FDUSD.")
+@click.option("--shard", default="0/1", callback=_shard, show_envvar=True,
+              help="I/N: export only the symbols whose stable hash falls in shard I of N, so "
+                   "N exporters (on N IPs) split the market and the weight budget.")
 @click.option("--timeout", type=POSITIVE, default=10.0, show_envvar=True,
               help="HTTP timeout in seconds for each Binance request.")
 @click.option("--weight-share", type=click.FloatRange(0, 1, min_open=True), default=0.5,
@@ -72,7 +116,7 @@ def _base_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_envvar=True,
               help="Format of the --once answer and of the start-up report.")
 @click.version_option(__version__, prog_name="binance-exporter")
-def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments
+def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals
     base_url: str,
     listen_address: str,
     port: int,
@@ -81,6 +125,9 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments
     top_n: int,
     depth_levels: int,
     volume_field: str,
+    spread_symbols: tuple[str, tuple[str, ...]],
+    quote_assets: str,
+    shard: tuple[int, int],
     timeout: float,
     weight_share: float,
     log_level: str,
@@ -100,7 +147,15 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    settings = Settings(top_n=top_n, depth_levels=depth_levels, volume_field=volume_field)
+    settings = Settings(
+        top_n=top_n,
+        depth_levels=depth_levels,
+        volume_field=volume_field,
+        spread_symbols=spread_symbols[0],
+        spread_list=spread_symbols[1],
+        quote_assets=_names(quote_assets),
+        shard=shard,
+    )
     planned = planned_weight_per_minute(settings, update_interval, refresh_interval)
     if planned > weight_share * DEFAULT_WEIGHT_LIMIT:
         raise click.UsageError(

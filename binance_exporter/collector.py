@@ -137,14 +137,16 @@ class SnapshotCollector(Collector):
             "field count. " + CACHED,
             ("symbol",),
         )
+        # `answers.symbols` holds only this shard's symbols: with --shard, each
+        # ranked symbol is exported by exactly one exporter.
         for position, ticker in enumerate(answers.top_btc, 1):
-            quote = answers.symbols[ticker.symbol].quote_asset
-            rank.add_metric([ticker.symbol, quote, "quote_volume"], position)
-            quote_volume.add_metric([ticker.symbol], float(ticker.quote_volume))
+            if (info_btc := answers.symbols.get(ticker.symbol)) is not None:
+                rank.add_metric([ticker.symbol, info_btc.quote_asset, "quote_volume"], position)
+                quote_volume.add_metric([ticker.symbol], float(ticker.quote_volume))
         for position, ticker in enumerate(answers.top_usdt, 1):
-            quote = answers.symbols[ticker.symbol].quote_asset
-            rank.add_metric([ticker.symbol, quote, "trades"], position)
-            trades.add_metric([ticker.symbol], ticker.trades)
+            if (info_usdt := answers.symbols.get(ticker.symbol)) is not None:
+                rank.add_metric([ticker.symbol, info_usdt.quote_asset, "trades"], position)
+                trades.add_metric([ticker.symbol], ticker.trades)
         yield from (rank, quote_volume, trades)
 
     @staticmethod

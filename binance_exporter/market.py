@@ -11,6 +11,7 @@ sum of the products. Values become floats only at the edge (gauges, JSON).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping, Sequence
@@ -305,3 +306,25 @@ def spread_deltas(
         symbol: abs(value - previous[symbol]) if symbol in previous else ZERO
         for symbol, value in current.items()
     }
+
+
+def shard_owns(symbol: str, index: int, count: int) -> bool:
+    """True when `symbol` belongs to shard `index` of `count`.
+
+    CRC-32 of the name is stable across processes, hosts and Python versions
+    (unlike `hash()`), so N exporters with `--shard 0/N` ... `N-1/N` split the
+    market with every symbol in exactly one shard.
+    """
+    return zlib.crc32(symbol.encode("utf-8")) % count == index
+
+
+def tradable_symbols(
+    symbols: Mapping[str, SymbolInfo], quote_assets: Iterable[str] = ()
+) -> list[str]:
+    """Every TRADING symbol, optionally only those quoted in `quote_assets`, sorted."""
+    wanted = set(quote_assets)
+    return sorted(
+        info.symbol
+        for info in symbols.values()
+        if info.status == TRADING and (not wanted or info.quote_asset in wanted)
+    )

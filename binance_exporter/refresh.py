@@ -44,10 +44,12 @@ from binance_exporter.market import (
     parse_exchange_info,
     parse_tickers_24h,
     quote_problem,
+    shard_owns,
     side_notional,
     spread_deltas,
     Ticker24h,
     top_by_trades,
+    tradable_symbols,
     top_by_volume,
 )
 from binance_exporter.snapshot import (
@@ -62,6 +64,7 @@ from binance_exporter.snapshot import (
 
 LOG = logging.getLogger(__name__)
 INVALID_SYMBOL = "invalid_symbol"
+SPREADS_TOP, SPREADS_ALL, SPREADS_LIST = "top", "all", "list"
 REFRESH_ERRORS = (BinanceError, PayloadError)
 
 
@@ -74,6 +77,17 @@ class Settings:
     volume_field: str = QUOTE_VOLUME
     btc_quote: str = "BTC"
     usdt_quote: str = "USDT"
+    # Whose spreads to watch: the ranked USDT symbols ("top"), every TRADING
+    # symbol ("all", optionally only `quote_assets`), or `spread_list`.
+    spread_symbols: str = SPREADS_TOP
+    spread_list: tuple[str, ...] = ()
+    quote_assets: tuple[str, ...] = ()
+    shard: tuple[int, int] = (0, 1)  # (index, count): this exporter's part of the market
+
+    def owns(self, symbol: str) -> bool:
+        """True when this exporter's shard exports `symbol`."""
+        index, count = self.shard
+        return count == 1 or shard_owns(symbol, index, count)
 
 
 def rankings_weight(settings: Settings) -> int:
@@ -139,21 +153,21 @@ class Refresher:
             info, top_btc, top_usdt = self._rank()
         except REFRESH_ERRORS as exc:
             return self._publish(previous, previous.answers, {RANKINGS: (exc, started)})
-        limit = depth_limit_for(self.settings.depth_levels)
-        depth_futures = {
-            t.symbol: self._pool.submit(self.client.depth, t.symbol, limit) for t in top_btc
-        }
-        usdt_symbols = [t.symbol for t in top_usdt]
+        owns = self.settings.owns
+        depth_futures = self._submit_depths([t.symbol for t in top_btc if owns(t.symbol)])
+        spread_symbols = self._spread_symbols(info, top_usdt)
         spreads_started = self._clock()
-        spreads_future = self._pool.submit(self._fetch_spreads, usdt_symbols)
+        spreads_future = self._pool.submit(self._fetch_spreads, spread_symbols)
 
         notional, rankings_error = self._collect_notional(depth_futures, previous.answers)
-        spreads, spreads_error = self._spreads_result(spreads_future, usdt_symbols, previous)
+        spreads, spreads_error = self._spreads_result(spreads_future, spread_symbols, previous)
+        tracked = [t.symbol for t in (*top_btc, *top_usdt)] + spread_symbols
         answers = Answers(
-            symbols={t.symbol: info.symbols[t.symbol] for t in (*top_btc, *top_usdt)},
+            symbols={s: info.symbols[s] for s in tracked if owns(s)},
             top_btc=tuple(top_btc),
             top_usdt=tuple(top_usdt),
             notional=notional,
+            spread_symbols=tuple(spread_symbols),
             spreads=spreads.values,
             spread_ratios=spreads.ratios,
             deltas=self._deltas(previous.answers, spreads.values, spreads_error),
@@ -170,7 +184,7 @@ class Refresher:
         previous = self.store.current()
         if previous.answers is None:
             raise RuntimeError("refresh_spreads needs a first successful refresh_rankings")
-        symbols = [t.symbol for t in previous.answers.top_usdt]
+        symbols = list(previous.answers.spread_symbols)
         future: Future[_Spreads] = self._pool.submit(self._fetch_spreads, symbols)
         spreads, error = self._spreads_result(future, symbols, previous)
         answers = Answers(
@@ -178,6 +192,7 @@ class Refresher:
             top_btc=previous.answers.top_btc,
             top_usdt=previous.answers.top_usdt,
             notional=previous.answers.notional,
+            spread_symbols=previous.answers.spread_symbols,
             spreads=spreads.values,
             spread_ratios=spreads.ratios,
             deltas=self._deltas(previous.answers, spreads.values, error),
@@ -199,6 +214,25 @@ class Refresher:
         )
         top_usdt = top_by_trades(info.symbols, tickers, settings.usdt_quote, settings.top_n)
         return info, top_btc, top_usdt
+
+    def _submit_depths(self, symbols: list[str]) -> dict[str, Future[object]]:
+        """Second round trip: every depth snapshot at once, each on its own thread."""
+        limit = depth_limit_for(self.settings.depth_levels)
+        return {s: self._pool.submit(self.client.depth, s, limit) for s in symbols}
+
+    def _spread_symbols(self, info: ExchangeInfo, top_usdt: list[Ticker24h]) -> list[str]:
+        """The symbols whose spreads this exporter watches (its shard's part only)."""
+        settings = self.settings
+        if settings.spread_symbols == SPREADS_ALL:
+            chosen = tradable_symbols(info.symbols, settings.quote_assets)
+        elif settings.spread_symbols == SPREADS_LIST:
+            chosen = [s for s in settings.spread_list if s in info.symbols]
+            missing = sorted(set(settings.spread_list) - set(chosen))
+            if missing:
+                LOG.warning("not in exchangeInfo, no spread: %s", ", ".join(missing))
+        else:
+            chosen = [t.symbol for t in top_usdt]
+        return [s for s in chosen if settings.owns(s)]
 
     def _skip(self, job: str, reason: str) -> None:
         self._skipped[(job, reason)] += 1
@@ -245,7 +279,10 @@ class Refresher:
         if not symbols:
             return _Spreads({}, {})
         try:
-            tops = parse_book_tickers(self.client.book_tickers(symbols))
+            # Whole market: the all-symbols form (same weight 4) instead of a
+            # `symbols` list thousands of names long in the URL.
+            wanted = None if self.settings.spread_symbols == SPREADS_ALL else symbols
+            tops = parse_book_tickers(self.client.book_tickers(wanted))
         except BinanceError as exc:
             if not exc.invalid_symbol:
                 raise

@@ -11,6 +11,7 @@ from binance_exporter.market import QUOTE_VOLUME
 from binance_exporter.snapshot import Answers
 
 EIGHT_PLACES = Decimal("1e-8")
+MAX_LISTED = 20  # symbols a text report lists one by one
 
 
 def _plain(value: Decimal | None) -> str:
@@ -40,7 +41,7 @@ def to_json_dict(answers: Answers) -> dict[str, Any]:
             }
             for t in answers.top_btc
         },
-        "spread": {t.symbol: _float(answers.spreads.get(t.symbol)) for t in answers.top_usdt},
+        "spread": {s: _float(answers.spreads.get(s)) for s in answers.spread_symbols},
     }
 
 
@@ -66,18 +67,29 @@ def to_text(answers: Answers, volume_field: str, depth_levels: int) -> str:
         side = answers.notional.get(t.symbol)
         bids, asks = (side.bids, side.asks) if side else (None, None)
         lines.append(f"  {t.symbol:<14} bids={_plain(bids)}  asks={_plain(asks)}")
-    lines.append("Spread (best ask - best bid):")
-    for t in answers.top_usdt:
-        lines.append(f"  {t.symbol:<14} {_plain(answers.spreads.get(t.symbol))}")
+    lines.append(f"Spread (best ask - best bid) of {len(answers.spread_symbols)} symbols:")
+    for symbol in answers.spread_symbols[:MAX_LISTED]:
+        lines.append(f"  {symbol:<14} {_plain(answers.spreads.get(symbol))}")
+    if len(answers.spread_symbols) > MAX_LISTED:
+        lines.append(f"  ... and {len(answers.spread_symbols) - MAX_LISTED} more on /metrics")
     return "\n".join(lines)
 
 
 def spreads_line(answers: Answers, when: float | None = None) -> str:
-    """The periodic report: each spread and its absolute change since the last one."""
+    """The periodic report: each spread and its absolute change since the last one.
+
+    Watching the whole market, a line per refresh listing thousands of symbols
+    helps nobody: past MAX_LISTED symbols it names the largest change instead.
+    """
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+    symbols = answers.spread_symbols
+    if len(symbols) > MAX_LISTED:
+        moved = max(answers.deltas.items(), key=lambda item: (item[1], item[0]), default=None)
+        biggest = f"; largest delta {_plain(moved[1])} on {moved[0]}" if moved else ""
+        return f"{stamp} spreads of {len(answers.spreads)}/{len(symbols)} symbols{biggest}"
     parts = [
-        f"{t.symbol} spread={_plain(answers.spreads.get(t.symbol))}"
-        f" delta={_plain(answers.deltas.get(t.symbol))}"
-        for t in answers.top_usdt
+        f"{symbol} spread={_plain(answers.spreads.get(symbol))}"
+        f" delta={_plain(answers.deltas.get(symbol))}"
+        for symbol in symbols
     ]
     return f"{stamp} " + "; ".join(parts)

@@ -35,6 +35,7 @@ class Answers:
     top_btc: tuple[Ticker24h, ...]  # question 1
     top_usdt: tuple[Ticker24h, ...]  # question 2
     notional: Mapping[str, SideNotional]  # question 3
+    spread_symbols: tuple[str, ...]  # whose spreads are watched (the top_usdt by default)
     spreads: Mapping[str, Decimal]  # question 4
     spread_ratios: Mapping[str, Decimal]
     deltas: Mapping[str, Decimal]  # question 5
