@@ -41,8 +41,8 @@ def parse_samples(text: str) -> Samples:
     """Every sample of an exposition, keyed by (name, sorted labels)."""
     samples: Samples = {}
     for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        for item in family.samples:
+            samples[(item.name, tuple(sorted(item.labels.items())))] = item.value
     return samples
 
 

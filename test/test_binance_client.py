@@ -40,37 +40,48 @@ class StubSpot:
         return self.behaviour(name, params)
 
     def exchange_info(self):
+        """Stand-in for Spot.exchange_info."""
         return self._answer("exchange_info")
 
     def ticker_24hr(self, **params):
+        """Stand-in for Spot.ticker_24hr."""
         return self._answer("ticker_24hr", **params)
 
     def depth(self, symbol, **params):
+        """Stand-in for Spot.depth."""
         return self._answer("depth", symbol=symbol, **params)
 
     def book_ticker(self, **params):
+        """Stand-in for Spot.book_ticker."""
         return self._answer("book_ticker", **params)
 
 
 def ok(data: Any, weight: int = 7) -> Callable[[str, dict], Any]:
+    """Answer like Spot(show_limit_usage=True) does."""
     return lambda name, params: {"limit_usage": {"x-mbx-used-weight-1m": str(weight)},
                                  "data": data}
 
 
 def raising(exc: BaseException) -> Callable[[str, dict], Any]:
+    """Raise `exc` on every call."""
     def behave(name: str, params: dict) -> Any:
         raise exc
     return behave
 
 
 def headers(**values: str) -> CaseInsensitiveDict:
+    """Response headers as binance-connector hands them over."""
     return CaseInsensitiveDict({k.replace("_", "-"): v for k, v in values.items()})
 
 
 class ClientTestCase(unittest.TestCase):
-    def make(self, behaviour, **kwargs) -> BinanceClient:
+    """A client over stub Spots and a settable clock."""
+
+    def setUp(self) -> None:
         self.clock = Clock()
         self.spots: list[StubSpot] = []
+    def make(self, behaviour, **kwargs) -> BinanceClient:
+        """A client whose Spots behave as `behaviour` says."""
 
         def factory(**spot_kwargs):
             spot = StubSpot(behaviour, **spot_kwargs)
@@ -82,6 +93,7 @@ class ClientTestCase(unittest.TestCase):
 
 
 class SuccessTest(ClientTestCase):
+    """Successful calls."""
     def test_returns_data_and_records_weight_and_counts(self):
         client = self.make(ok({"symbols": []}, weight=42))
         self.assertEqual(client.exchange_info(), {"symbols": []})
@@ -115,7 +127,9 @@ class SuccessTest(ClientTestCase):
 
 
 class ErrorMappingTest(ClientTestCase):
+    """Every connector failure becomes one BinanceError kind."""
     def assert_error(self, behaviour, kind: str, code_label: str, **attrs) -> BinanceError:
+        """Call depth() and check the error and the request counter."""
         client = self.make(behaviour)
         with self.assertRaises(BinanceError) as caught:
             client.depth("ETHBTC", 200)
@@ -159,7 +173,9 @@ class ErrorMappingTest(ClientTestCase):
 
 
 class BackoffTest(ClientTestCase):
+    """429/418 handling."""
     def rate_limited(self, status: int, retry_after: str | None) -> BinanceClient:
+        """A client that has just been answered `status`."""
         # A low weight header: a 429 can also come from another limiter, and
         # this test is about the back-off gate, not the weight budget.
         values = {"X-MBX-USED-WEIGHT-1M": "100"}
@@ -203,6 +219,7 @@ class BackoffTest(ClientTestCase):
 
 
 class BudgetTest(ClientTestCase):
+    """The weight budget."""
     def test_refuses_before_exceeding_the_share_of_the_limit(self):
         client = self.make(ok({}, weight=2990), weight_share=0.5)
         client.depth("A", 100)  # header: 2990 used of 6000

@@ -13,7 +13,8 @@ from binance_exporter.market import (
     Ticker24h,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "binance-spot-mainnet-2021-10-22"
+FIXTURES = (Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+            / "binance-spot-mainnet-2021-10-22")
 
 
 def fixture(name: str):
@@ -22,10 +23,12 @@ def fixture(name: str):
 
 
 def info(symbol: str, base: str, quote: str, status: str = "TRADING") -> SymbolInfo:
+    """A SymbolInfo."""
     return SymbolInfo(symbol=symbol, base_asset=base, quote_asset=quote, status=status)
 
 
 def ticker(symbol: str, volume: str, quote_volume: str, trades: int) -> Ticker24h:
+    """A Ticker24h from strings."""
     return Ticker24h(symbol=symbol, volume=D(volume), quote_volume=D(quote_volume), trades=trades)
 
 
@@ -65,6 +68,7 @@ TICKERS = {
 
 
 class RankingTest(unittest.TestCase):
+    """Rankings."""
     def test_btc_ranking_uses_quote_asset_status_and_breaks_ties_by_name(self):
         top = market.top_by_volume(SYMBOLS, TICKERS, "BTC", market.QUOTE_VOLUME, 5)
         # 60 > 20 = 20 (BNB before XRP by name) > 15; LUNABTC is BREAK.
@@ -89,6 +93,7 @@ class RankingTest(unittest.TestCase):
 
 
 class NotionalTest(unittest.TestCase):
+    """Notional and the depth limit."""
     LEVELS = [(D("10.5"), D("2")), (D("10"), D("1.25")), (D("9.75"), D("4"))]
 
     def test_sums_price_times_quantity_exactly(self):
@@ -113,8 +118,10 @@ class NotionalTest(unittest.TestCase):
 
 
 class SpreadTest(unittest.TestCase):
+    """Spreads and deltas."""
     @staticmethod
     def top(bid: str, ask: str) -> BookTop:
+        """A best bid/ask pair."""
         return BookTop("X", D(bid), D("1"), D(ask), D("1"))
 
     def test_spread_is_exact(self):
@@ -177,6 +184,7 @@ class RecordedAnswersTest(unittest.TestCase):
 
 
 class MalformedPayloadTest(unittest.TestCase):
+    """Parsers refuse what the API does not send."""
     def test_each_parser_refuses_wrong_shapes(self):
         cases = [
             (market.parse_exchange_info, {"symbols": "x"}),

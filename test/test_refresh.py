@@ -14,6 +14,7 @@ from binance_exporter.snapshot import RANKINGS, SPREADS, SideNotional, SnapshotS
 
 
 def symbol(name: str, base: str, quote: str, status: str = "TRADING") -> dict:
+    """An exchangeInfo symbol entry."""
     return {"symbol": name, "status": status, "baseAsset": base, "quoteAsset": quote}
 
 
@@ -31,6 +32,7 @@ EXCHANGE_INFO = {
 
 
 def mini(name: str, volume: str, quote_volume: str, count: int) -> dict:
+    """A MINI 24 h ticker entry."""
     return {"symbol": name, "volume": volume, "quoteVolume": quote_volume, "count": count}
 
 
@@ -44,6 +46,7 @@ TICKERS = [
 
 
 def top(name: str, bid: str, ask: str) -> dict:
+    """A bookTicker entry."""
     return {"symbol": name, "bidPrice": bid, "bidQty": "1", "askPrice": ask, "askQty": "1"}
 
 
@@ -70,18 +73,22 @@ class StubClient:
             raise self.failures[what]
 
     def exchange_info(self):
+        """Canned exchangeInfo."""
         self._maybe_fail("exchange_info")
         return EXCHANGE_INFO
 
     def tickers_24h(self):
+        """Canned 24 h tickers."""
         self._maybe_fail("tickers_24h")
         return TICKERS
 
-    def depth(self, name: str, limit: int):
+    def depth(self, name: str, _limit: int):
+        """Canned depth of one symbol."""
         self._maybe_fail(f"depth {name}")
         return self.books[name]
 
     def book_tickers(self, symbols):
+        """Canned bookTicker; an unknown symbol in a list fails the call, as on Binance."""
         self._maybe_fail("book_tickers all" if symbols is None else "book_tickers")
         if symbols is None:
             return list(self.tops.values())
@@ -91,18 +98,22 @@ class StubClient:
         return [self.tops[s] for s in symbols]
 
     def set_weight_limit(self, limit):
+        """Remember the announced limit."""
         self.limit = limit
 
     @staticmethod
     def blocked_for() -> float:
+        """Never backing off."""
         return 0.0
 
 
 def server_error() -> BinanceError:
+    """A 5xx as the client reports it."""
     return BinanceError("HTTP 503", kind=bc.SERVER, status=503)
 
 
 class RefreshTestCase(unittest.TestCase):
+    """A refresher over the stub client."""
     def setUp(self) -> None:
         self.client = StubClient()
         self.store = SnapshotStore()
@@ -112,6 +123,7 @@ class RefreshTestCase(unittest.TestCase):
 
 
 class RankingsTest(RefreshTestCase):
+    """The rankings job (all four questions)."""
     def test_answers_all_questions(self):
         snapshot = self.refresher.refresh_rankings()
         answers = snapshot.answers
@@ -178,6 +190,7 @@ class RankingsTest(RefreshTestCase):
 
 
 class SpreadsTest(RefreshTestCase):
+    """The spreads job."""
     def test_needs_rankings_first(self):
         with self.assertRaises(RuntimeError):
             self.refresher.refresh_spreads()
@@ -228,6 +241,7 @@ class SpreadsTest(RefreshTestCase):
 
 
 class PlanTest(unittest.TestCase):
+    """Request-weight planning."""
     def test_default_start_up_weight(self):
         # exchangeInfo 20 + 24hr all 80 + 5 depths at limit 200 (25 each) + bookTicker 4
         self.assertEqual(rankings_weight(Settings()), 229)
@@ -238,6 +252,7 @@ class PlanTest(unittest.TestCase):
 
 
 class SchedulerTest(RefreshTestCase):
+    """The job schedule."""
     def test_retry_delay_grows_and_is_capped(self):
         self.assertEqual(retry_delay(1, 30, rng=lambda: 1.0), 1.0)
         self.assertEqual(retry_delay(3, 30, rng=lambda: 1.0), 4.0)
@@ -269,7 +284,7 @@ class SchedulerTest(RefreshTestCase):
                               on_rankings=lambda s: stop.set())
         thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
         thread.start()
-        threading.Timer(0.05, lambda: self.client.failures.clear()).start()
+        threading.Timer(0.05, self.client.failures.clear).start()
         thread.join(5)
         self.assertFalse(thread.is_alive())
         attempts = [c for c in self.client.calls if c[0] == "exchange_info"]

@@ -1,0 +1,63 @@
+"""Run the fake Binance as a process: `python -m test.fake_binance --port 9900 --tick 1`.
+
+Prints one line with its URL, moves the market every `--tick` seconds (0:
+never) and exits 0 on SIGINT or SIGTERM.  Other processes drive it through
+the /fake/... control API described in `test.fake_binance.server`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from .market import Market
+from .server import FakeBinance
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m test.fake_binance",
+                                     description="Fake Binance SPOT REST API on localhost.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9900, help="port, 0 = any free (9900)")
+    parser.add_argument("--tick", type=float, default=1.0,
+                        help="seconds between market steps, 0 = never (1.0)")
+    parser.add_argument("--seed", type=int, default=7, help="market seed (7)")
+    parser.add_argument("--extra-symbols", type=int, default=0,
+                        help="synthetic symbols on top of the built-in ones (0)")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds added to every /api answer (0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; 0 on a clean stop, 1 if the port cannot be bound."""
+    args = _parser().parse_args(argv)
+    market = Market(seed=args.seed, extra_symbols=args.extra_symbols)
+    fake = FakeBinance(market, host=args.host, port=args.port)
+    fake.set_latency(args.latency)
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        fake.start()
+    except OSError as exc:
+        print(f"fake Binance: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"fake Binance SPOT API on {fake.url} (seed {args.seed}, "
+          f"{len(market.symbols())} symbols, tick {args.tick:g} s)", flush=True)
+    try:
+        while not stop.wait(args.tick if args.tick > 0 else None):
+            market.step()
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,731 @@
+"""A deterministic simulated Binance SPOT market: the data behind the fake REST API.
+
+Everything here is pure (no I/O) and guarded by one lock, so HTTP handler
+threads can read while `Market.step()` moves the market.
+
+Numbers are held as ints of 1e-8 ("units"), the resolution of every price and
+quantity Binance sends, and formatted as strings with 8 decimals, exactly like
+the real answers (`"60650.00000000"`).  Nothing is ever a float.
+
+Randomness comes from a splitmix64 hash of (seed, symbol, step, level) instead
+of a `random.Random` per symbol: a book level can then be computed on its own,
+so books are generated lazily (3000 extra symbols cost nothing until asked
+for) and `Market(seed=s)` after `step(n)` is identical whatever was queried in
+between.
+
+The built-in symbols are traps for the exporter (see `BUILTIN_SYMBOLS`).  Their
+24 h figures do not depend on the seed, so the expected rankings before any
+`step()` are fixed:
+
+- top 5 BTC-quoted TRADING by quoteVolume: ETHBTC, BNBBTC, SOLBTC, LINKBTC,
+  DOTBTC (DOTBTC and LTCBTC tie at exactly 280 BTC; the tie breaks by name);
+- top 5 BTC-quoted TRADING by base volume: ADABTC, DOGEBTC, XRPBTC, DOTBTC,
+  LINKBTC (cheap coins, small quote volume);
+- top 5 USDT-quoted TRADING by count: SOLUSDT, PEPEUSDT, BTCUSDT, DOGEUSDT,
+  ETHUSDT; by quoteVolume: BTCUSDT, ETHUSDT, SOLUSDT, BNBUSDT, XRPUSDT.
+- LUNABTC (BREAK) has the largest volume, quoteVolume and count of all;
+  FTTUSDT (HALT) has a bigger count than any USDT TRADING symbol; USDTTRY,
+  BTCTRY, ETHFDUSD and BTCUSDC have bigger counts than most USDT symbols but
+  other quote assets.
+- SOLBTC's book is shallow (120 bids, 150 asks); THINUSDT has no bids.
+
+`step()` grows the 24 h figures a little (about 1e-5 per step), which breaks the
+DOTBTC/LTCBTC tie but leaves the other orders alone for thousands of steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from decimal import Decimal
+from typing import Callable, Iterable, NamedTuple, Sequence, Union
+
+UNITS = 100_000_000
+"""1e8: every price and quantity is an int number of 1e-8."""
+
+MAX_DEPTH_LIMIT = 5000
+DEFAULT_DEPTH_LIMIT = 100
+STATUSES = ("TRADING", "END_OF_DAY", "HALT", "BREAK", "CANCEL_ONLY")
+FILTERABLE_STATUSES = ("TRADING", "HALT", "BREAK")
+DAY_MS = 86_400_000
+
+_MASK = (1 << 64) - 1
+_TOP_LEVELS = 20  # levels nearest the touch are redrawn on every step
+_BID, _ASK = 1, 2
+_DEEP = _MASK  # "step" used for deep levels, which do not change with steps
+_SPREAD, _WALK, _STATS, _UPDATE = 11, 12, 13, 14
+
+Number = Union[str, int, Decimal]
+Level = tuple[Decimal, Decimal]
+
+_MARGIN_SETS = (("SPOT", "MARGIN", "TRD_GRP_004", "TRD_GRP_005", "TRD_GRP_006",
+                 "TRD_GRP_008", "TRD_GRP_009", "TRD_GRP_010"),)
+_SPOT_SETS = (("SPOT",),)
+_ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
+                "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"]
+_STP_MODES = ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"]
+_EXTRA_QUOTES = ("USDT", "BTC", "FDUSD")
+
+
+class BinanceError(Exception):
+    """An error Binance answers with: HTTP status plus the `{"code", "msg"}` body."""
+
+    def __init__(self, http_status: int, code: int, msg: str) -> None:
+        super().__init__(http_status, code, msg)
+        self.http_status = http_status
+        self.code = code
+        self.msg = msg
+
+    def body(self) -> dict:
+        """The JSON body Binance sends for this error."""
+        return {"code": self.code, "msg": self.msg}
+
+
+def invalid_symbol() -> BinanceError:
+    """-1121, the answer for any unknown (or delisted) symbol."""
+    return BinanceError(400, -1121, "Invalid symbol.")
+
+
+class SymbolSpec(NamedTuple):
+    """One built-in symbol: its listing data, 24 h figures and book shape."""
+
+    symbol: str
+    base: str
+    quote: str
+    status: str
+    price: str  # nominal mid price; "0" = a dead symbol with all-zero prices
+    tick: str
+    volume: str  # 24 h volume in the BASE asset
+    quote_volume: str  # 24 h volume in the QUOTE asset
+    count: int
+    bid_levels: int = 1200
+    ask_levels: int = 1200
+    max_gap: int = 3  # price levels are 1..max_gap ticks apart
+    margin: bool = True
+
+
+# Listing order is deliberately neither by name nor by volume (LTCBTC comes
+# before DOTBTC, which wins their quote-volume tie by name).
+BUILTIN_SYMBOLS: tuple[SymbolSpec, ...] = (
+    SymbolSpec("ETHBTC", "ETH", "BTC", "TRADING", "0.05123000", "0.00001000",
+               "45000.00000000", "2305.35000000", 210_000, max_gap=2),
+    SymbolSpec("LTCBTC", "LTC", "BTC", "TRADING", "0.00140000", "0.00000010",
+               "200000.00000000", "280.00000000", 85_000),
+    SymbolSpec("BNBBTC", "BNB", "BTC", "TRADING", "0.00912300", "0.00000100",
+               "60000.00000000", "547.38000000", 150_000),
+    SymbolSpec("BTCUSDT", "BTC", "USDT", "TRADING", "60650.00000000", "0.01000000",
+               "25000.00000000", "1516250000.00000000", 1_200_000, 6000, 6000),
+    SymbolSpec("ETHUSDT", "ETH", "USDT", "TRADING", "3850.00000000", "0.01000000",
+               "300000.00000000", "1155000000.00000000", 900_000, 2000, 2000),
+    SymbolSpec("LUNABTC", "LUNA", "BTC", "BREAK", "0.00010000", "0.00000001",
+               "500000000.00000000", "50000.00000000", 9_999_999),
+    SymbolSpec("XRPBTC", "XRP", "BTC", "TRADING", "0.00003150", "0.00000001",
+               "8000000.00000000", "252.00000000", 70_000, 1000, 1000, max_gap=1),
+    SymbolSpec("BNBUSDT", "BNB", "USDT", "TRADING", "600.00000000", "0.01000000",
+               "600000.00000000", "360000000.00000000", 400_000, 1500, 1500),
+    SymbolSpec("ADABTC", "ADA", "BTC", "TRADING", "0.00002000", "0.00000001",
+               "10000000.00000000", "200.00000000", 50_000, 1000, 1000, max_gap=1),
+    SymbolSpec("BTCTRY", "BTC", "TRY", "TRADING", "2080000.00000000", "1.00000000",
+               "2000.00000000", "4160000000.00000000", 1_800_000, 1500, 1500,
+               margin=False),
+    SymbolSpec("SOLUSDT", "SOL", "USDT", "TRADING", "180.00000000", "0.01000000",
+               "3000000.00000000", "540000000.00000000", 1_500_000, 1500, 1500),
+    SymbolSpec("DOGEBTC", "DOGE", "BTC", "TRADING", "0.00002500", "0.00000001",
+               "9000000.00000000", "225.00000000", 60_000, 1000, 1000, max_gap=1),
+    SymbolSpec("XRPUSDT", "XRP", "USDT", "TRADING", "0.60000000", "0.00010000",
+               "500000000.00000000", "300000000.00000000", 700_000, 1500, 1500, max_gap=2),
+    SymbolSpec("BTCDOWNUSDT", "BTCDOWN", "USDT", "BREAK", "0", "0.00000100",
+               "0.00000000", "0.00000000", 0, margin=False),
+    SymbolSpec("SOLBTC", "SOL", "BTC", "TRADING", "0.00231500", "0.00000010",
+               "180000.00000000", "416.70000000", 120_000, 120, 150),
+    SymbolSpec("DOGEUSDT", "DOGE", "USDT", "TRADING", "0.15000000", "0.00001000",
+               "1500000000.00000000", "225000000.00000000", 1_100_000, 1500, 1500),
+    SymbolSpec("USDTTRY", "USDT", "TRY", "TRADING", "34.50000000", "0.01000000",
+               "900000000.00000000", "31050000000.00000000", 1_600_000, 1000, 1000,
+               max_gap=2, margin=False),
+    SymbolSpec("LINKBTC", "LINK", "BTC", "TRADING", "0.00021450", "0.00000001",
+               "1500000.00000000", "321.75000000", 90_000),
+    SymbolSpec("ADAUSDT", "ADA", "USDT", "TRADING", "0.45000000", "0.00010000",
+               "400000000.00000000", "180000000.00000000", 350_000, max_gap=2),
+    SymbolSpec("FTTUSDT", "FTT", "USDT", "HALT", "1.20000000", "0.00010000",
+               "40000000.00000000", "48000000.00000000", 5_000_000, 500, 500),
+    SymbolSpec("ETHFDUSD", "ETH", "FDUSD", "TRADING", "3849.50000000", "0.01000000",
+               "200000.00000000", "769900000.00000000", 1_400_000),
+    SymbolSpec("PEPEUSDT", "PEPE", "USDT", "TRADING", "0.00001200", "0.00000001",
+               "10000000000000.00000000", "120000000.00000000", 1_300_000, 1000, 1000,
+               max_gap=1),
+    SymbolSpec("DOTBTC", "DOT", "BTC", "TRADING", "0.00011200", "0.00000001",
+               "2500000.00000000", "280.00000000", 80_000),
+    SymbolSpec("BTCUSDC", "BTC", "USDC", "TRADING", "60650.00000000", "0.01000000",
+               "10000.00000000", "606500000.00000000", 950_000),
+    SymbolSpec("LINKUSDT", "LINK", "USDT", "TRADING", "15.00000000", "0.00100000",
+               "5000000.00000000", "75000000.00000000", 250_000, 1000, 1000),
+    SymbolSpec("THINUSDT", "THIN", "USDT", "TRADING", "0.05000000", "0.00001000",
+               "100000.00000000", "5000.00000000", 1_000, 0, 40, margin=False),
+    SymbolSpec("这是测试币456", "这是测试币", "456", "TRADING", "1.00000000", "0.00010000",
+               "1000.00000000", "1000.00000000", 10, 60, 60, margin=False),
+)
+
+
+# --------------------------------------------------------------------------- numbers
+
+def to_units(value: Number) -> int:
+    """`"1.5"`/`Decimal`/int -> int of 1e-8; refuses more than 8 decimals (a test bug)."""
+    dec = value if isinstance(value, Decimal) else Decimal(str(value))
+    scaled = dec * UNITS
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value!r} has more than 8 decimals")
+    return int(scaled)
+
+
+def fmt(units: int) -> str:
+    """int of 1e-8 -> Binance's string form with exactly 8 decimals."""
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), UNITS)
+    return f"{sign}{whole}.{frac:08d}"
+
+
+def to_decimal(units: int) -> Decimal:
+    """int of 1e-8 -> Decimal with 8 decimals, as a client would parse it."""
+    return Decimal(fmt(units))
+
+
+def _mix(value: int) -> int:
+    """splitmix64 finaliser: a fast, well-spread, platform-independent hash step."""
+    value = (value + 0x9E3779B97F4A7C15) & _MASK
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK
+    return value ^ (value >> 31)
+
+
+def _hash(*parts: int) -> int:
+    acc = 0
+    for part in parts:
+        acc = _mix(acc ^ (part & _MASK))
+    return acc
+
+
+def _name_key(seed: int, name: str) -> int:
+    """Stable per-(seed, symbol) key; unlike hash(), independent of PYTHONHASHSEED."""
+    digest = hashlib.blake2b(f"{seed}\x00{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _pow10_below(units: int, digits: int) -> int:
+    """A power of ten leaving about `digits` significant digits of `units`."""
+    return 10 ** max(0, len(str(max(units, 1))) - 1 - digits)
+
+
+# --------------------------------------------------------------------------- model
+
+class _Book:
+    """The order book of one symbol.
+
+    Levels are offsets from the best price: the top `_TOP_LEVELS` are redrawn
+    from the step number on every step (so levels and quantities move), deeper
+    ones are fixed.  A book set by `Market.set_book` (`explicit`) replaces the
+    model until `Market.reset_book`.
+    """
+
+    def __init__(self, key: int, spec: SymbolSpec, price: int, level_qty: int) -> None:
+        self.key = key
+        self.tick = to_units(spec.tick)
+        self.anchor = max(price // self.tick, 2)  # the walk reverts to it
+        self.mid = self.anchor  # in ticks
+        self.levels = {_BID: spec.bid_levels, _ASK: spec.ask_levels}
+        self.max_gap = spec.max_gap
+        self.lot = _pow10_below(level_qty, 4)
+        self.level_lots = max(level_qty // self.lot, 1)
+        self.half_spreads = (0, 1)
+        self.update_id = 1_000_000_000 + _hash(key, _UPDATE) % 9_000_000_000
+        self.explicit: dict[int, list[tuple[int, int]]] | None = None
+        self._cache: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self.set_spread(0)
+
+    def set_spread(self, step: int) -> None:
+        """Half-spreads (bid, ask) in ticks for this step; the spread is >= 1 tick."""
+        draw = _hash(self.key, _SPREAD, step)
+        self.half_spreads = (draw % 3, 1 + (draw >> 8) % 3)
+
+    def advance(self, step: int) -> None:
+        """Mean-reverting random walk of the mid price, new spread, new top levels."""
+        draw = _hash(self.key, _WALK, step)
+        scale = max(1, self.anchor // 2000)  # about 0.05 % per step
+        delta = ((draw % 2001) - 1000) * scale // 1000 + (self.anchor - self.mid) // 20
+        self.mid = max(self.mid + delta, 2)
+        self.set_spread(step)
+        self.update_id += 1 + (draw >> 16) % 20
+        self._cache.clear()
+
+    def best_price(self, side: int) -> int:
+        """Best price in units of the modelled book (ignores `explicit`)."""
+        if side == _BID:
+            return (self.mid - self.half_spreads[0]) * self.tick
+        return (self.mid + self.half_spreads[1]) * self.tick
+
+    def _qty(self, draw: int) -> int:
+        # 0.05x .. 2x the typical level size, in whole lots.
+        return self.lot * max(1, self.level_lots * (500 + (draw >> 20) % 19_501) // 10_000)
+
+    def side(self, side: int, step: int, limit: int | None = None) -> list[tuple[int, int]]:
+        """Levels of one side, best first, as (price units, qty units)."""
+        if self.explicit is not None:
+            return self.explicit[side][:limit]
+        cached = self._cache.get((side, step))
+        if cached is None:
+            cached = self._generate(side, step)
+            self._cache[(side, step)] = cached
+        return cached[:limit]
+
+    def top(self, side: int, step: int) -> tuple[int, int] | None:
+        """The best level without generating the whole side (for tickers)."""
+        if self.explicit is not None:
+            levels = self.explicit[side]
+            return levels[0] if levels else None
+        price = self.best_price(side)
+        if self.levels[side] == 0 or price <= 0:
+            return None
+        return price, self._qty(_mix(_hash(self.key, side, step)))
+
+    def _generate(self, side: int, step: int) -> list[tuple[int, int]]:
+        top_seed = _hash(self.key, side, step)
+        deep_seed = _hash(self.key, side, _DEEP)
+        best = self.best_price(side) // self.tick
+        direction = -1 if side == _BID else 1
+        levels: list[tuple[int, int]] = []
+        offset = 0
+        for index in range(self.levels[side]):
+            draw = _mix((top_seed if index < _TOP_LEVELS else deep_seed) ^ index)
+            if index:
+                offset += 1 + draw % self.max_gap
+            price = best + direction * offset
+            if price <= 0:
+                break  # a cheap coin's bids cannot go below zero
+            levels.append((price * self.tick, self._qty(draw)))
+        return levels
+
+
+class _Stats:
+    """Rolling 24 h figures of one symbol, in units (prices, volumes) and ints."""
+
+    def __init__(self, key: int, spec: SymbolSpec, price: int) -> None:
+        draw = _hash(key, _STATS)
+        tick = to_units(spec.tick)
+        self.volume = to_units(spec.volume)
+        self.quote_volume = to_units(spec.quote_volume)
+        self.count = spec.count
+        self.first_id = 100_000_000 + (draw >> 8) % 900_000_000 if spec.count else -1
+        # Open within +-5 % of the price; high and low a little outside.
+        # Rounded down to the tick grid, where every real price sits.
+        self.open = price * (10_000 + draw % 1001 - 500) // 10_000 // tick * tick
+        self.last = price
+        self.high = max(self.open, price) * (10_000 + (draw >> 40) % 300) // 10_000 // tick * tick
+        self.low = min(self.open, price) * (10_000 - (draw >> 50) % 300) // 10_000 // tick * tick
+        self.last_qty = 0
+
+    @property
+    def last_id(self) -> int:
+        """Binance's lastId: firstId + count - 1, or -1 for a window without trades."""
+        return self.first_id + self.count - 1 if self.count else -1
+
+    def record_trades(self, draw: int, price: int, qty: int) -> None:
+        """A step's worth of trades at `price`: figures grow by about 1e-5."""
+        if not self.count or price <= 0:
+            return  # a dead symbol stays dead
+        self.count += 1 + self.count * (draw % 11) // 1_000_000
+        added = self.volume * ((draw >> 8) % 11) // 1_000_000
+        self.volume += added
+        self.quote_volume += added * price // UNITS
+        self.last = price
+        self.last_qty = qty
+        self.high = max(self.high, price)
+        self.low = min(self.low, price) if self.low else price
+
+
+class _Symbol:
+    """A listed symbol: exchangeInfo data plus its book and 24 h figures."""
+
+    def __init__(self, seed: int, spec: SymbolSpec) -> None:
+        self.name = spec.symbol
+        self.base = spec.base
+        self.quote = spec.quote
+        self.status = spec.status
+        self.listed = True
+        self.permission_sets = _MARGIN_SETS if spec.margin else _SPOT_SETS
+        price = to_units(spec.price)
+        key = _name_key(seed, spec.symbol)
+        level_qty = to_units(spec.quote_volume) * UNITS // (20_000 * price) if price else UNITS
+        self.book = _Book(key, spec, price, level_qty)
+        self.stats = _Stats(key, spec, price)
+        if price:
+            top = self.book.top(_BID if key & 1 else _ASK, 0)
+            if top is not None:
+                self.stats.last, self.stats.last_qty = top
+            else:
+                self.stats.last_qty = self.book.lot
+
+    def sides(self, step: int, limit: int | None = None) -> tuple[list, list]:
+        """(bids, asks) in units; BREAK symbols produce no market data at all."""
+        if self.status == "BREAK":
+            return [], []
+        return self.book.side(_BID, step, limit), self.book.side(_ASK, step, limit)
+
+    def tops(self, step: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Best bid and ask; an empty side is (0, 0), as Binance sends it."""
+        if self.status == "BREAK":
+            return (0, 0), (0, 0)
+        return self.book.top(_BID, step) or (0, 0), self.book.top(_ASK, step) or (0, 0)
+
+
+def _extra_spec(index: int) -> SymbolSpec:
+    """A small synthetic TRADING symbol; its figures never reach the built-in top 5s."""
+    quote = _EXTRA_QUOTES[(index - 1) % len(_EXTRA_QUOTES)]
+    base = f"SYM{index:04d}"
+    draw = _hash(_name_key(0, base + quote))
+    if quote == "BTC":
+        price = 10_000 * 10 ** (draw % 3) * (1 + (draw >> 8) % 9)  # 0.0001 .. 0.09 BTC
+        quote_volume = 10_000_000 * (1 + (draw >> 16) % 50)  # 0.1 .. 5 BTC
+    else:
+        price = 10 ** (6 + draw % 4) * (1 + (draw >> 8) % 9)  # 0.01 .. 900
+        quote_volume = 1_000 * UNITS * (1 + (draw >> 16) % 5000)  # 1e3 .. 5e6
+    return SymbolSpec(
+        symbol=base + quote, base=base, quote=quote, status="TRADING",
+        price=fmt(price), tick=fmt(_pow10_below(price, 3)),
+        volume=fmt(quote_volume * UNITS // price), quote_volume=fmt(quote_volume),
+        count=50 + (draw >> 32) % 50_000,
+        bid_levels=50 + (draw >> 40) % 250, ask_levels=50 + (draw >> 48) % 250,
+        max_gap=2, margin=False)
+
+
+# --------------------------------------------------------------------------- answers
+
+def _filters(sym: _Symbol) -> list[dict]:
+    tick, lot = sym.book.tick, sym.book.lot
+    min_notional = {"BTC": UNITS // 10_000, "TRY": 100 * UNITS}.get(sym.quote, 5 * UNITS)
+    return [
+        {"filterType": "PRICE_FILTER", "minPrice": fmt(tick), "maxPrice": fmt(tick * 10 ** 8),
+         "tickSize": fmt(tick)},
+        {"filterType": "LOT_SIZE", "minQty": fmt(lot), "maxQty": fmt(lot * 10 ** 10),
+         "stepSize": fmt(lot)},
+        {"filterType": "ICEBERG_PARTS", "limit": 100},
+        {"filterType": "MARKET_LOT_SIZE", "minQty": fmt(0), "maxQty": fmt(lot * 10 ** 9),
+         "stepSize": fmt(0)},
+        {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10,
+         "maxTrailingAboveDelta": 2000, "minTrailingBelowDelta": 10,
+         "maxTrailingBelowDelta": 2000},
+        {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5",
+         "bidMultiplierDown": "0.2", "askMultiplierUp": "5", "askMultiplierDown": "0.2",
+         "avgPriceMins": 5},
+        {"filterType": "NOTIONAL", "minNotional": fmt(min_notional), "applyMinToMarket": True,
+         "maxNotional": fmt(9_000_000 * UNITS), "applyMaxToMarket": False, "avgPriceMins": 5},
+        {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+        {"filterType": "MAX_NUM_ORDER_LISTS", "maxNumOrderLists": 20},
+        {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
+        {"filterType": "MAX_NUM_ORDER_AMENDS", "maxNumOrderAmends": 10},
+    ]
+
+
+def _symbol_info(sym: _Symbol, show_permission_sets: bool) -> dict:
+    margin = any("MARGIN" in group for group in sym.permission_sets)
+    return {
+        "symbol": sym.name,
+        "status": sym.status,
+        "baseAsset": sym.base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": sym.quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": list(_ORDER_TYPES),
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "opoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "amendAllowed": True,
+        "pegInstructionsAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": margin,
+        "filters": _filters(sym),
+        "permissions": [],
+        "permissionSets": ([list(group) for group in sym.permission_sets]
+                           if show_permission_sets else []),
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": list(_STP_MODES),
+    }
+
+
+def _percent(change: int, base: int) -> str:
+    """priceChangePercent: 3 decimals, rounded half up like the real answers."""
+    if not base:
+        return "0.000"
+    return f"{(Decimal(change) * 100 / Decimal(base)).quantize(Decimal('0.001'), 'ROUND_HALF_UP')}"
+
+
+def _ticker(sym: _Symbol, step: int, now_ms: int, mini: bool) -> dict:
+    stats = sym.stats
+    if mini:
+        return {
+            "symbol": sym.name,
+            "openPrice": fmt(stats.open),
+            "highPrice": fmt(stats.high),
+            "lowPrice": fmt(stats.low),
+            "lastPrice": fmt(stats.last),
+            "volume": fmt(stats.volume),
+            "quoteVolume": fmt(stats.quote_volume),
+            "openTime": now_ms - DAY_MS,
+            "closeTime": now_ms,
+            "firstId": stats.first_id,
+            "lastId": stats.last_id,
+            "count": stats.count,
+        }
+    (bid, bid_qty), (ask, ask_qty) = sym.tops(step)
+    average = ((stats.quote_volume * UNITS * 2 + stats.volume) // (2 * stats.volume)
+               if stats.volume else 0)
+    return {
+        "symbol": sym.name,
+        "priceChange": fmt(stats.last - stats.open),
+        "priceChangePercent": _percent(stats.last - stats.open, stats.open),
+        "weightedAvgPrice": fmt(average),
+        "prevClosePrice": fmt(stats.open),
+        "lastPrice": fmt(stats.last),
+        "lastQty": fmt(stats.last_qty),
+        "bidPrice": fmt(bid),
+        "bidQty": fmt(bid_qty),
+        "askPrice": fmt(ask),
+        "askQty": fmt(ask_qty),
+        "openPrice": fmt(stats.open),
+        "highPrice": fmt(stats.high),
+        "lowPrice": fmt(stats.low),
+        "volume": fmt(stats.volume),
+        "quoteVolume": fmt(stats.quote_volume),
+        "openTime": now_ms - DAY_MS,
+        "closeTime": now_ms,
+        "firstId": stats.first_id,
+        "lastId": stats.last_id,
+        "count": stats.count,
+    }
+
+
+def _book_ticker(sym: _Symbol, step: int) -> dict:
+    (bid, bid_qty), (ask, ask_qty) = sym.tops(step)
+    return {"symbol": sym.name, "bidPrice": fmt(bid), "bidQty": fmt(bid_qty),
+            "askPrice": fmt(ask), "askQty": fmt(ask_qty)}
+
+
+def _check_status_filter(symbol_status: str | None) -> None:
+    if symbol_status is not None and symbol_status not in FILTERABLE_STATUSES:
+        raise BinanceError(400, -1122, "Invalid symbolStatus.")
+
+
+def _parse_levels(levels: Iterable[tuple[Number, Number]], descending: bool) -> list:
+    parsed = [(to_units(price), to_units(qty)) for price, qty in levels]
+    return sorted(parsed, key=lambda level: level[0], reverse=descending)
+
+
+class Market:
+    """The simulated exchange; see the module docstring for the built-in traps.
+
+    `weight_limit` is the REQUEST_WEIGHT per window that exchangeInfo reports
+    and that `FakeBinance` enforces; tests lower it to reach 429 quickly.
+    """
+
+    def __init__(self, seed: int = 7, extra_symbols: int = 0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.weight_limit = 6000
+        self._seed = seed
+        self._clock = clock
+        self._steps = 0
+        self._lock = threading.RLock()
+        specs = list(BUILTIN_SYMBOLS) + [_extra_spec(i) for i in range(1, extra_symbols + 1)]
+        self._symbols: dict[str, _Symbol] = {spec.symbol: _Symbol(seed, spec) for spec in specs}
+
+    # ----------------------------------------------------------------- basics
+    @property
+    def seed(self) -> int:
+        """The seed the books and price walks derive from."""
+        return self._seed
+
+    @property
+    def steps(self) -> int:
+        """How many times the market has moved (`step()` calls times n)."""
+        return self._steps
+
+    def server_time(self) -> int:
+        """Milliseconds since the epoch from the injected clock, like /api/v3/time."""
+        return int(self._clock() * 1000)
+
+    def symbols(self, status: str | None = None, quote: str | None = None) -> list[str]:
+        """Listed symbol names in listing order, optionally filtered."""
+        with self._lock:
+            return [s.name for s in self._symbols.values()
+                    if s.listed and (status is None or s.status == status)
+                    and (quote is None or s.quote == quote)]
+
+    def _get(self, name: str) -> _Symbol:
+        sym = self._symbols.get(name)
+        if sym is None or not sym.listed:
+            raise invalid_symbol()
+        return sym
+
+    def _select(self, names: Sequence[str] | None,
+                symbol_status: str | None = None) -> list[_Symbol]:
+        """Symbols for a `symbols` list (request order) or all listed ones."""
+        _check_status_filter(symbol_status)
+        if names is None:
+            chosen = [s for s in self._symbols.values() if s.listed]
+        else:
+            if len(set(names)) != len(names):
+                raise BinanceError(400, -1151, "Symbol is present multiple times in the list.")
+            chosen = [self._get(name) for name in names]
+        return [s for s in chosen if symbol_status is None or s.status == symbol_status]
+
+    def _single(self, name: str, symbol_status: str | None) -> _Symbol:
+        _check_status_filter(symbol_status)
+        sym = self._get(name)
+        if symbol_status is not None and sym.status != symbol_status:
+            raise BinanceError(400, -1220,
+                               "The symbol's status does not match the requested symbolStatus.")
+        return sym
+
+    # ----------------------------------------------------------------- queries
+    def exchange_info(self, symbols: Sequence[str] | None = None, *,
+                      symbol_status: str | None = None,
+                      permissions: Sequence[str] | None = None,
+                      show_permission_sets: bool = True) -> dict:
+        """GET /api/v3/exchangeInfo; `symbols` keeps the request order."""
+        with self._lock:
+            chosen = self._select(symbols, symbol_status)
+            if permissions is not None:
+                wanted = set(permissions)
+                chosen = [s for s in chosen
+                          if any(wanted.intersection(group) for group in s.permission_sets)]
+            limit = self.weight_limit
+            return {
+                "timezone": "UTC",
+                "serverTime": self.server_time(),
+                "rateLimits": [
+                    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
+                     "intervalNum": 1, "limit": limit},
+                    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
+                     "limit": 50},
+                    {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1,
+                     "limit": 160000},
+                    {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5,
+                     "limit": 300000},
+                ],
+                "exchangeFilters": [],
+                "symbols": [_symbol_info(s, show_permission_sets) for s in chosen],
+            }
+
+    def ticker_24hr(self, symbols: Sequence[str] | None = None, mini: bool = False, *,
+                    symbol: str | None = None,
+                    symbol_status: str | None = None) -> dict | list[dict]:
+        """GET /api/v3/ticker/24hr: one object for `symbol`, else an array."""
+        with self._lock:
+            now_ms = self.server_time()
+            if symbol is not None:
+                return _ticker(self._single(symbol, symbol_status), self._steps, now_ms, mini)
+            return [_ticker(s, self._steps, now_ms, mini)
+                    for s in self._select(symbols, symbol_status)]
+
+    def book_ticker(self, symbols: Sequence[str] | None = None, *,
+                    symbol: str | None = None,
+                    symbol_status: str | None = None) -> dict | list[dict]:
+        """GET /api/v3/ticker/bookTicker; an empty side is zero price and zero qty."""
+        with self._lock:
+            if symbol is not None:
+                return _book_ticker(self._single(symbol, symbol_status), self._steps)
+            return [_book_ticker(s, self._steps) for s in self._select(symbols, symbol_status)]
+
+    def depth(self, symbol: str, limit: int = DEFAULT_DEPTH_LIMIT, *,
+              symbol_status: str | None = None) -> dict:
+        """GET /api/v3/depth: at most `limit` levels a side (clamped to 5000)."""
+        if limit < 1:
+            raise BinanceError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        with self._lock:
+            sym = self._single(symbol, symbol_status)
+            bids, asks = sym.sides(self._steps, min(limit, MAX_DEPTH_LIMIT))
+            return {
+                "lastUpdateId": sym.book.update_id,
+                "bids": [[fmt(price), fmt(qty)] for price, qty in bids],
+                "asks": [[fmt(price), fmt(qty)] for price, qty in asks],
+            }
+
+    def book(self, symbol: str) -> tuple[list[Level], list[Level]]:
+        """The whole current book as Decimals (bids descending, asks ascending)."""
+        with self._lock:
+            bids, asks = self._get(symbol).sides(self._steps)
+            return ([(to_decimal(p), to_decimal(q)) for p, q in bids],
+                    [(to_decimal(p), to_decimal(q)) for p, q in asks])
+
+    # ----------------------------------------------------------------- movement
+    def step(self, n: int = 1) -> None:
+        """Move every symbol n times: mid, spread, top levels, lastUpdateId, 24 h figures."""
+        with self._lock:
+            for _ in range(n):
+                self._steps += 1
+                for sym in self._symbols.values():
+                    if sym.status == "BREAK":
+                        continue  # no market data is produced
+                    sym.book.advance(self._steps)
+                    if sym.status != "TRADING":
+                        continue  # HALT etc.: the book moves, nothing trades
+                    draw = _hash(sym.book.key, _STATS, self._steps)
+                    top = sym.book.top(_BID if draw & 1 else _ASK, self._steps)
+                    if top is not None:
+                        sym.stats.record_trades(draw >> 1, top[0], top[1])
+
+    # ----------------------------------------------------------------- mutators
+    def set_status(self, symbol: str, status: str) -> None:
+        """Change a symbol's status (exchangeInfo, symbolStatus filters, BREAK = no data)."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; one of {STATUSES}")
+        with self._lock:
+            self._get(symbol).status = status
+
+    def delist(self, symbol: str) -> None:
+        """Remove a symbol entirely: every later request naming it gets -1121."""
+        with self._lock:
+            self._get(symbol).listed = False
+
+    def set_book(self, symbol: str, bids: Iterable[tuple[Number, Number]],
+                 asks: Iterable[tuple[Number, Number]]) -> None:
+        """Replace the book with these levels (sorted, not validated: crossed is allowed).
+
+        The book then stays as set through `step()` (only lastUpdateId moves)
+        until `reset_book()`.
+        """
+        with self._lock:
+            book = self._get(symbol).book
+            book.explicit = {_BID: _parse_levels(bids, True), _ASK: _parse_levels(asks, False)}
+            book.update_id += 1
+
+    def reset_book(self, symbol: str) -> None:
+        """Go back to the simulated book after `set_book`."""
+        with self._lock:
+            book = self._get(symbol).book
+            book.explicit = None
+            book.update_id += 1
+
+    def set_ticker(self, symbol: str, *, volume: Number | None = None,
+                   quote_volume: Number | None = None, count: int | None = None) -> None:
+        """Overwrite 24 h figures; count 0 gives firstId/lastId -1 like a dead symbol."""
+        with self._lock:
+            stats = self._get(symbol).stats
+            if volume is not None:
+                stats.volume = to_units(volume)
+            if quote_volume is not None:
+                stats.quote_volume = to_units(quote_volume)
+            if count is not None:
+                if count < 0:
+                    raise ValueError("count must be >= 0")
+                if count and stats.first_id < 0:
+                    stats.first_id = 100_000_000
+                stats.count = count
+                if not count:
+                    stats.first_id = -1
