@@ -7,7 +7,7 @@ DEMO_MARKET_PORT ?= 9900
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help run demo fake-market test lint check bench soak docker-build compose-up clean
+.PHONY: help run demo fake-market test lint bench soak docker-build compose-up clean
 
 help:
 	@echo "make run      - install into $(VENV) and run the exporter against the real Binance (port $(PORT))"
@@ -61,3 +61,10 @@ docker-build:
 
 compose-up:
 	docker compose -f docker/docker-compose.yml up --build
+
+SOAK_MINUTES ?= 3
+soak: $(DEV_STAMP)
+	$(PY) -m test.soak --minutes $(SOAK_MINUTES)
+
+bench: $(DEV_STAMP)
+	$(PY) -m test.benchmarks
