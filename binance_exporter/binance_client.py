@@ -39,11 +39,13 @@ EXCHANGE_INFO = "/api/v3/exchangeInfo"
 TICKER_24H = "/api/v3/ticker/24hr"
 DEPTH = "/api/v3/depth"
 BOOK_TICKER = "/api/v3/ticker/bookTicker"
+AGG_TRADES = "/api/v3/aggTrades"
 
 # Request weights from Binance's REST docs (weights as of 2023-10 onwards).
 EXCHANGE_INFO_WEIGHT = 20
 TICKER_24H_ALL_WEIGHT = 80
 BOOK_TICKER_MULTI_WEIGHT = 4
+AGG_TRADES_WEIGHT = 4
 
 
 def depth_weight(limit: int) -> int:
@@ -179,6 +181,12 @@ class BinanceClient:
         wanted = list(symbols) if symbols else None
         return self._call(
             BOOK_TICKER, BOOK_TICKER_MULTI_WEIGHT, lambda spot: spot.book_ticker(symbols=wanted)
+        )
+
+    def agg_trades(self, symbol: str, **params: int) -> Any:
+        """`GET /api/v3/aggTrades` (weight 4): `limit`, and `fromId` to page by id."""
+        return self._call(
+            AGG_TRADES, AGG_TRADES_WEIGHT, lambda spot: spot.agg_trades(symbol, **params)
         )
 
     # State for the scheduler and the metrics -------------------------------

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from decimal import Decimal, InvalidOperation
 from types import FrameType
 from urllib.parse import urlparse
 
@@ -19,6 +20,7 @@ import click
 from prometheus_client import CollectorRegistry
 
 from binance_exporter import __version__, report
+from binance_exporter.analytics_job import AnalyticsJob, AnalyticsSettings, analytics_weight
 from binance_exporter.binance_client import DEFAULT_WEIGHT_LIMIT, BinanceClient
 from binance_exporter.collector import SnapshotCollector
 from binance_exporter.exposition import Exposition
@@ -35,7 +37,7 @@ from binance_exporter.refresh import (
     planned_weight_per_minute,
 )
 from binance_exporter.scheduler import Scheduler
-from binance_exporter.snapshot import Snapshot, SnapshotStore
+from binance_exporter.snapshot import ANALYTICS, JOBS, Snapshot, SnapshotStore
 
 LOG = logging.getLogger("binance_exporter")
 POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -65,6 +67,16 @@ def _spread_symbols(
     if not names:
         raise click.BadParameter("give top, all, or a comma-separated list of symbols")
     return SPREADS_LIST, names
+
+
+def _decimals(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[Decimal, ...]:
+    try:
+        numbers = tuple(Decimal(part) for part in _names(value))
+    except InvalidOperation:
+        raise click.BadParameter(f"must be comma-separated numbers, got {value!r}") from None
+    if any(not n.is_finite() or n <= 0 for n in numbers):
+        raise click.BadParameter(f"must all be positive, got {value!r}")
+    return tuple(sorted(set(numbers)))
 
 
 def _base_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -103,6 +115,25 @@ def _base_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option("--shard", default="0/1", callback=_shard, show_envvar=True,
               help="I/N: export only the symbols whose stable hash falls in shard I of N, so "
                    "N exporters (on N IPs) split the market and the weight budget.")
+@click.option("--analytics/--no-analytics", default=True, show_envvar=True,
+              help="Simulated fills, depth near the mid and trade flow of the ranked symbols "
+                   "(and --symbols).")
+@click.option("--symbols", default="", show_envvar=True,
+              help="More symbols for the analytics, e.g. BTCUSDT,ETHBTC; each must exist on "
+                   "Binance.")
+@click.option("--fill-notionals", default="1000,10000,100000", callback=_decimals,
+              show_envvar=True,
+              help="Sizes of the simulated market orders, in the quote asset.")
+@click.option("--depth-bands", default="0.001,0.005,0.01,0.02", callback=_decimals,
+              show_envvar=True,
+              help="Distances from the mid (ratios) within which resting notional is summed.")
+@click.option("--analytics-interval", type=POSITIVE, default=30.0, show_envvar=True,
+              help="Seconds between analytics runs (a depth snapshot and aggTrades pages per "
+                   "symbol).")
+@click.option("--analytics-depth-limit", type=click.IntRange(1, 5000), default=500,
+              show_envvar=True,
+              help="Levels per side of the analytics depth snapshots; figures needing deeper "
+                   "books are left out.")
 @click.option("--timeout", type=POSITIVE, default=10.0, show_envvar=True,
               help="HTTP timeout in seconds for each Binance request.")
 @click.option("--weight-share", type=click.FloatRange(0, 1, min_open=True), default=0.5,
@@ -128,6 +159,12 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
     spread_symbols: tuple[str, tuple[str, ...]],
     quote_assets: str,
     shard: tuple[int, int],
+    analytics: bool,
+    symbols: str,
+    fill_notionals: tuple[Decimal, ...],
+    depth_bands: tuple[Decimal, ...],
+    analytics_interval: float,
+    analytics_depth_limit: int,
     timeout: float,
     weight_share: float,
     log_level: str,
@@ -156,28 +193,53 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
         quote_assets=_names(quote_assets),
         shard=shard,
     )
+    analytics_settings = AnalyticsSettings(
+        fill_notionals=fill_notionals,
+        depth_bands=depth_bands,
+        extra_symbols=_names(symbols),
+        depth_limit=analytics_depth_limit,
+    ) if analytics else None
     planned = planned_weight_per_minute(settings, update_interval, refresh_interval)
+    if analytics_settings is not None:
+        most = 2 * top_n + len(analytics_settings.extra_symbols)
+        planned += analytics_weight(analytics_settings, most) * 60.0 / analytics_interval
     if planned > weight_share * DEFAULT_WEIGHT_LIMIT:
         raise click.UsageError(
             f"this schedule plans {planned:.0f} request weight per minute, over "
-            f"{weight_share:.0%} of Binance's limit of {DEFAULT_WEIGHT_LIMIT}; raise "
-            "--refresh-interval or --update-interval, or lower --top-n or --depth-levels"
+            f"{weight_share:.0%} of Binance's limit of {DEFAULT_WEIGHT_LIMIT}; raise the "
+            "intervals, or lower --top-n, --depth-levels or --analytics-depth-limit"
         )
     client = BinanceClient(base_url, timeout=timeout, weight_share=weight_share)
-    refresher = Refresher(client, SnapshotStore(), settings)
+    jobs = JOBS + ((ANALYTICS,) if analytics_settings else ())
+    refresher = Refresher(client, SnapshotStore(jobs), settings)
+    job = AnalyticsJob(refresher, analytics_settings) if analytics_settings else None
     if once:
-        sys.exit(_once(refresher, output))
-    _serve(refresher, listen_address, port, update_interval, refresh_interval, output)
+        sys.exit(_once(refresher, job, output))
+    _serve(refresher, job, (listen_address, port), (update_interval, refresh_interval,
+                                                    analytics_interval), output)
 
 
-def _once(refresher: Refresher, output: str) -> int:
+def _unknown_symbols(refresher: Refresher, job: AnalyticsJob | None) -> str | None:
+    """The error line for --symbols that exchangeInfo does not list, if any."""
+    if job is None or not refresher.listed:
+        return None
+    unknown = [s for s in job.settings.extra_symbols if s not in refresher.listed]
+    return f"error: --symbols not listed on Binance: {', '.join(unknown)}" if unknown else None
+
+
+def _once(refresher: Refresher, job: AnalyticsJob | None, output: str) -> int:
     """Answer once; 0 on success, 1 with one clear line when Binance could not answer."""
     # Failures are reported by the single line below, not by the refresh log too.
     logging.getLogger("binance_exporter.refresh").setLevel(logging.ERROR)
     snapshot = refresher.refresh_rankings()
+    if (unknown := _unknown_symbols(refresher, job)) is not None:
+        click.echo(unknown, err=True)
+        return 2
+    if job is not None and snapshot.ready:
+        snapshot = job.refresh()
     refresher.close()
     if not snapshot.ready or snapshot.answers is None:
-        errors = [str(e) for job in (RANKINGS, SPREADS) if (e := refresher.last_errors.get(job))]
+        errors = [str(e) for name in (RANKINGS, SPREADS) if (e := refresher.last_errors.get(name))]
         click.echo(
             f"error: no complete answer from {refresher.client.base_url}: " + "; ".join(errors),
             err=True,
@@ -191,10 +253,12 @@ def _print_answers(snapshot: Snapshot, output: str, settings: Settings) -> None:
     if snapshot.answers is None:
         return
     if output == "json":
-        print(report.to_json(snapshot.answers), flush=True)
+        print(report.to_json(snapshot.answers, snapshot.analytics), flush=True)
     else:
         print(report.to_text(snapshot.answers, settings.volume_field, settings.depth_levels),
               flush=True)
+        if snapshot.analytics is not None:
+            print(report.fills_text(snapshot.analytics), flush=True)
 
 
 def _print_spreads(snapshot: Snapshot) -> None:
@@ -202,45 +266,59 @@ def _print_spreads(snapshot: Snapshot) -> None:
         print(report.spreads_line(snapshot.answers, time.time()), flush=True)
 
 
-def _serve(
-    refresher: Refresher,
-    address: str,
-    port: int,
-    update_interval: float,
-    refresh_interval: float,
-    output: str,
-) -> None:
-    """Serve /metrics and refresh in the background until SIGTERM or SIGINT."""
+def _http_server(refresher: Refresher, listen: tuple[str, int]) -> ExporterServer:
+    """Bind the metrics server, rendering a page for every published snapshot."""
     store = refresher.store
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(store.current, refresher.client.stats))
     exposition = Exposition(registry)
     store.subscribe(exposition.update)
     try:
-        server = ExporterServer(
-            (address, port), exposition, lambda: store.current().ready, refresher.client.base_url
+        return ExporterServer(
+            listen, exposition, lambda: store.current().ready, refresher.client.base_url
         )
     except OSError as exc:
-        click.echo(f"error: cannot listen on {address}:{port}: {exc.strerror or exc}", err=True)
+        click.echo(f"error: cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}",
+                   err=True)
         sys.exit(1)
 
+
+def _serve(
+    refresher: Refresher,
+    job: AnalyticsJob | None,
+    listen: tuple[str, int],
+    intervals: tuple[float, float, float],
+    output: str,
+) -> None:
+    """Serve /metrics and refresh in the background until SIGTERM or SIGINT."""
+    server = _http_server(refresher, listen)
     stop = threading.Event()
+    exit_code = [0]
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         LOG.info("received %s, shutting down", signal.Signals(signum).name)
         stop.set()
 
+    def on_rankings(snapshot: Snapshot) -> None:
+        if (unknown := _unknown_symbols(refresher, job)) is not None:
+            click.echo(unknown, err=True)
+            exit_code[0] = 2
+            stop.set()
+            return
+        _print_answers(snapshot, output, refresher.settings)
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     server.serve_in_thread()
-    LOG.info("serving http://%s:%d/metrics, data from %s", address, port,
-             refresher.client.base_url)
+    LOG.info("serving http://%s:%d/metrics, data from %s", *listen, refresher.client.base_url)
+    update_interval, refresh_interval, analytics_interval = intervals
     scheduler = Scheduler(
         refresher,
         update_interval,
         refresh_interval,
-        on_rankings=lambda snapshot: _print_answers(snapshot, output, refresher.settings),
+        on_rankings=on_rankings,
         on_spreads=_print_spreads,
+        analytics=(job.refresh, analytics_interval) if job is not None else None,
     )
     # Daemon thread: a request stuck in its timeout must not delay shutdown.
     threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True).start()
@@ -250,3 +328,4 @@ def _serve(
     server.server_close()
     refresher.close()
     LOG.info("stopped")
+    sys.exit(exit_code[0])

@@ -8,6 +8,7 @@ last good refresh (HELP says so); samples carry no timestamps.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -15,9 +16,16 @@ from prometheus_client.registry import Collector
 
 from binance_exporter import __version__
 from binance_exporter.binance_client import ApiStats
-from binance_exporter.snapshot import JOBS, Answers, Snapshot
+from binance_exporter.snapshot import Analytics, Answers, Snapshot
 
 CACHED = "Cached from the last successful refresh."
+FILL = "Simulated market order of `notional` quote asset walked through a GET /api/v3/depth " \
+    "snapshot (buy: asks, sell: bids); no order is sent. "
+
+
+def _label(value: Decimal) -> str:
+    """A Decimal as a label value: plain digits, no exponent (1E+5 -> 100000)."""
+    return format(value.normalize(), "f")
 
 
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
@@ -38,6 +46,9 @@ class SnapshotCollector(Collector):
         if snapshot.answers is not None:
             yield from self._ranking_families(snapshot.answers)
             yield from self._book_families(snapshot.answers)
+        if snapshot.analytics is not None:
+            yield from self._fill_families(snapshot.analytics)
+            yield from self._flow_families(snapshot.analytics)
 
     @staticmethod
     def _exporter_families(snapshot: Snapshot) -> Iterator[Metric]:
@@ -60,8 +71,7 @@ class SnapshotCollector(Collector):
         duration = _gauge(
             "binance_refresh_duration_seconds", "How long the job's latest run took.", ("job",)
         )
-        for job in JOBS:
-            state = snapshot.jobs[job]
+        for job, state in snapshot.jobs.items():
             success.add_metric([job], 1 if state.success else 0)
             if state.last_success is not None:
                 last.add_metric([job], state.last_success)
@@ -187,3 +197,61 @@ class SnapshotCollector(Collector):
             ratio.add_metric([symbol], float(answers.spread_ratios[symbol]))
             delta.add_metric([symbol], float(answers.deltas.get(symbol, 0)))
         yield from (spread, ratio, delta)
+
+    @staticmethod
+    def _fill_families(analytics: Analytics) -> Iterator[Metric]:
+        labels = ("symbol", "side", "notional")
+        average = _gauge("binance_fill_average_price",
+                         FILL + "Volume-weighted execution price. " + CACHED, labels)
+        slippage = _gauge("binance_fill_slippage_ratio",
+                          FILL + "|average price - mid| / mid, a ratio. " + CACHED, labels)
+        levels = _gauge("binance_fill_levels",
+                        FILL + "Price levels the order consumed. " + CACHED, labels)
+        unfilled = _gauge(
+            "binance_fill_unfilled_notional",
+            FILL + "Quote notional the whole visible side could not fill; only for orders "
+            "larger than the book. " + CACHED,
+            labels,
+        )
+        depth = _gauge(
+            "binance_order_book_depth_notional",
+            "Quote notional resting within `band` (a ratio) of the mid price, edges included, "
+            "from GET /api/v3/depth; band 0.02 is the '2% depth' listing sites quote. " + CACHED,
+            ("symbol", "side", "band"),
+        )
+        for symbol, book in sorted(analytics.books.items()):
+            for (side, notional), fill in sorted(book.fills.items()):
+                key = [symbol, side, _label(notional)]
+                levels.add_metric(key, fill.levels_used)
+                if fill.complete and fill.average_price is not None:
+                    average.add_metric(key, float(fill.average_price))
+                    if fill.slippage_ratio is not None:
+                        slippage.add_metric(key, float(fill.slippage_ratio))
+                else:
+                    unfilled.add_metric(key, float(fill.unfilled_notional))
+            for (side, band), value in sorted(book.bands.items()):
+                depth.add_metric([symbol, side, _label(band)], float(value))
+        yield from (average, slippage, levels, unfilled, depth)
+
+    @staticmethod
+    def _flow_families(analytics: Analytics) -> Iterator[Metric]:
+        source = "from GET /api/v3/aggTrades paged by id since the exporter started following " \
+            "the symbol; taker side from the maker flag. "
+        trades = CounterMetricFamily("binance_trades", "Trades " + source,
+                                     labels=["symbol", "taker_side"])
+        base = CounterMetricFamily("binance_traded_base_volume",
+                                   "Traded quantity in the base asset, " + source,
+                                   labels=["symbol", "taker_side"])
+        quote = CounterMetricFamily("binance_traded_quote_volume",
+                                    "Traded value (price x quantity) in the quote asset, " + source,
+                                    labels=["symbol", "taker_side"])
+        last = _gauge("binance_last_trade_price", "Price of the latest trade seen, GET "
+                      "/api/v3/aggTrades field p. " + CACHED, ("symbol",))
+        for symbol, flow in sorted(analytics.trades.items()):
+            for side, totals in sorted(flow.by_side.items()):
+                trades.add_metric([symbol, side], totals.trades)
+                base.add_metric([symbol, side], float(totals.base_volume))
+                quote.add_metric([symbol, side], float(totals.quote_volume))
+            if flow.last_price is not None:
+                last.add_metric([symbol], float(flow.last_price))
+        yield from (trades, base, quote, last)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Callable, Mapping
 
@@ -134,14 +134,15 @@ class Refresher:
         self._clock = clock
         # Each pool thread gets its own Spot (see BinanceClient), so the
         # parallel requests never share a requests.Session.
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="binance-rest")
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="binance-rest")
         self._skipped: Counter[tuple[str, str]] = Counter()
         self._failures: Counter[str] = Counter()
         self.last_errors: dict[str, Exception | None] = {}
+        self.listed: frozenset[str] = frozenset()  # every symbol in the last exchangeInfo
 
     def close(self) -> None:
         """Stop the worker threads without waiting for requests in flight."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     # Jobs -------------------------------------------------------------------
 
@@ -152,12 +153,12 @@ class Refresher:
         try:
             info, top_btc, top_usdt = self._rank()
         except REFRESH_ERRORS as exc:
-            return self._publish(previous, previous.answers, {RANKINGS: (exc, started)})
+            return self.publish(previous, previous.answers, {RANKINGS: (exc, started)})
         owns = self.settings.owns
         depth_futures = self._submit_depths([t.symbol for t in top_btc if owns(t.symbol)])
         spread_symbols = self._spread_symbols(info, top_usdt)
         spreads_started = self._clock()
-        spreads_future = self._pool.submit(self._fetch_spreads, spread_symbols)
+        spreads_future = self.pool.submit(self._fetch_spreads, spread_symbols)
 
         notional, rankings_error = self._collect_notional(depth_futures, previous.answers)
         spreads, spreads_error = self._spreads_result(spreads_future, spread_symbols, previous)
@@ -172,7 +173,7 @@ class Refresher:
             spread_ratios=spreads.ratios,
             deltas=self._deltas(previous.answers, spreads.values, spreads_error),
         )
-        return self._publish(
+        return self.publish(
             previous,
             answers,
             {RANKINGS: (rankings_error, started), SPREADS: (spreads_error, spreads_started)},
@@ -185,7 +186,7 @@ class Refresher:
         if previous.answers is None:
             raise RuntimeError("refresh_spreads needs a first successful refresh_rankings")
         symbols = list(previous.answers.spread_symbols)
-        future: Future[_Spreads] = self._pool.submit(self._fetch_spreads, symbols)
+        future: Future[_Spreads] = self.pool.submit(self._fetch_spreads, symbols)
         spreads, error = self._spreads_result(future, symbols, previous)
         answers = Answers(
             symbols=previous.answers.symbols,
@@ -197,17 +198,18 @@ class Refresher:
             spread_ratios=spreads.ratios,
             deltas=self._deltas(previous.answers, spreads.values, error),
         )
-        return self._publish(previous, answers, {SPREADS: (error, started)})
+        return self.publish(previous, answers, {SPREADS: (error, started)})
 
     # Pieces -----------------------------------------------------------------
 
     def _rank(self) -> tuple[ExchangeInfo, list[Ticker24h], list[Ticker24h]]:
         """First round trip: exchangeInfo and the 24 h tickers together, then rank."""
-        info_future = self._pool.submit(self.client.exchange_info)
-        tickers_future = self._pool.submit(self.client.tickers_24h)
+        info_future = self.pool.submit(self.client.exchange_info)
+        tickers_future = self.pool.submit(self.client.tickers_24h)
         info = parse_exchange_info(info_future.result())
         tickers = parse_tickers_24h(tickers_future.result())
         self.client.set_weight_limit(info.weight_limit)
+        self.listed = frozenset(info.symbols)
         settings = self.settings
         top_btc = top_by_volume(
             info.symbols, tickers, settings.btc_quote, settings.volume_field, settings.top_n
@@ -218,7 +220,7 @@ class Refresher:
     def _submit_depths(self, symbols: list[str]) -> dict[str, Future[object]]:
         """Second round trip: every depth snapshot at once, each on its own thread."""
         limit = depth_limit_for(self.settings.depth_levels)
-        return {s: self._pool.submit(self.client.depth, s, limit) for s in symbols}
+        return {s: self.pool.submit(self.client.depth, s, limit) for s in symbols}
 
     def _spread_symbols(self, info: ExchangeInfo, top_usdt: list[Ticker24h]) -> list[str]:
         """The symbols whose spreads this exporter watches (its shard's part only)."""
@@ -234,7 +236,8 @@ class Refresher:
             chosen = [t.symbol for t in top_usdt]
         return [s for s in chosen if settings.owns(s)]
 
-    def _skip(self, job: str, reason: str) -> None:
+    def skip(self, job: str, reason: str) -> None:
+        """Count a value left out of the metrics, by job and reason."""
         self._skipped[(job, reason)] += 1
 
     def _collect_notional(
@@ -248,7 +251,7 @@ class Refresher:
             except REFRESH_ERRORS as exc:
                 if isinstance(exc, BinanceError) and exc.invalid_symbol:
                     # Delisted since exchangeInfo was read: drop it, keep the others.
-                    self._skip(RANKINGS, INVALID_SYMBOL)
+                    self.skip(RANKINGS, INVALID_SYMBOL)
                     continue
                 error = exc
                 if previous is not None and symbol in previous.notional:
@@ -262,13 +265,13 @@ class Refresher:
     def _book_notional(self, book: OrderBook) -> SideNotional | None:
         """Notional per side, skipping sides that are empty and books that are crossed."""
         if not book.bids and not book.asks:
-            self._skip(RANKINGS, EMPTY)
+            self.skip(RANKINGS, EMPTY)
             return None
         if book.bids and book.asks and book.bids[0][0] >= book.asks[0][0]:
-            self._skip(RANKINGS, CROSSED)
+            self.skip(RANKINGS, CROSSED)
             return None
         if not (book.bids and book.asks):
-            self._skip(RANKINGS, ONE_SIDED)
+            self.skip(RANKINGS, ONE_SIDED)
         levels = self.settings.depth_levels
         return SideNotional(
             bids=side_notional(book.bids, levels) if book.bids else None,
@@ -295,11 +298,11 @@ class Refresher:
         for symbol in symbols:
             top = tops.get(symbol)
             if top is None:
-                self._skip(SPREADS, INVALID_SYMBOL)
+                self.skip(SPREADS, INVALID_SYMBOL)
                 continue
             problem = quote_problem(top.bid_price, top.ask_price)
             if problem is not None:
-                self._skip(SPREADS, problem)
+                self.skip(SPREADS, problem)
                 continue
             values[symbol] = top.ask_price - top.bid_price
             ratios[symbol] = values[symbol] / ((top.ask_price + top.bid_price) / 2)
@@ -333,24 +336,32 @@ class Refresher:
             return {s: d for s, d in previous.deltas.items() if s in spreads}
         return spread_deltas(previous.spreads, spreads)
 
-    def _publish(
+    def publish(
         self,
         previous: Snapshot,
         answers: Answers | None,
         outcomes: Mapping[str, tuple[Exception | None, float]],
+        **changes: object,
     ) -> Snapshot:
+        """Publish `previous` with new answers, job states and skip counts.
+
+        Jobs run one after another on the scheduler thread, so building on
+        `previous` never loses another job's update.
+        """
         now = self._clock()
         jobs = dict(previous.jobs)
         for job, (error, started) in outcomes.items():
             self._log_outcome(job, error)
             self.last_errors[job] = error
-            old = jobs[job]
+            old = jobs.get(job, JobState())
             jobs[job] = JobState(
                 success=error is None,
                 last_success=now if error is None else old.last_success,
                 duration=now - started,
             )
-        snapshot = Snapshot(answers=answers, jobs=jobs, skipped=dict(self._skipped))
+        snapshot = replace(
+            previous, answers=answers, jobs=jobs, skipped=dict(self._skipped), **changes
+        )
         self.store.publish(snapshot)
         return snapshot
 

@@ -7,8 +7,9 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from binance_exporter.analytics import Fill
 from binance_exporter.market import QUOTE_VOLUME
-from binance_exporter.snapshot import Answers
+from binance_exporter.snapshot import Analytics, Answers
 
 EIGHT_PLACES = Decimal("1e-8")
 MAX_LISTED = 20  # symbols a text report lists one by one
@@ -45,9 +46,57 @@ def to_json_dict(answers: Answers) -> dict[str, Any]:
     }
 
 
-def to_json(answers: Answers) -> str:
-    """`to_json_dict` serialised, one document."""
-    return json.dumps(to_json_dict(answers), indent=2, ensure_ascii=False)
+def _fill_dict(fill: Fill) -> dict[str, Any]:
+    return {
+        "average_price": _float(fill.average_price) if fill.complete else None,
+        "slippage_ratio": _float(fill.slippage_ratio) if fill.complete else None,
+        "levels_used": fill.levels_used,
+        "unfilled_notional": float(fill.unfilled_notional),
+        "levels": [
+            {"price": float(s.price), "qty": float(s.qty), "notional": float(s.notional)}
+            for s in fill.splits
+        ],
+    }
+
+
+def fills_json_dict(analytics: Analytics) -> dict[str, Any]:
+    """The `fills` section: per symbol, side and notional, the order's split by level."""
+    fills: dict[str, Any] = {}
+    for symbol, book in sorted(analytics.books.items()):
+        sides: dict[str, Any] = {}
+        for (side, notional), fill in sorted(book.fills.items()):
+            sides.setdefault(side, {})[_plain(notional)] = _fill_dict(fill)
+        fills[symbol] = sides
+    return fills
+
+
+def to_json(answers: Answers, analytics: Analytics | None = None) -> str:
+    """`to_json_dict` serialised, one document; with analytics, a `fills` section too."""
+    document = to_json_dict(answers)
+    if analytics is not None:
+        document["fills"] = fills_json_dict(analytics)
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def fills_text(analytics: Analytics) -> str:
+    """The simulated market orders, level by level, as text."""
+    lines = ["Simulated market orders (no order is sent), split by price level:"]
+    for symbol, book in sorted(analytics.books.items()):
+        for (side, notional), fill in sorted(book.fills.items()):
+            head = f"  {symbol:<14} {side:<4} {_plain(notional):>8}:"
+            if fill.complete:
+                head += (f" average={_plain(fill.average_price)}"
+                         f" slippage={_plain(fill.slippage_ratio)} levels={fill.levels_used}")
+            else:
+                head += f" unfilled={_plain(fill.unfilled_notional)} (book too thin)"
+            lines.append(head)
+            lines.extend(
+                f"      {_plain(split.price)} x {_plain(split.qty)} = {_plain(split.notional)}"
+                for split in fill.splits[:MAX_LISTED]
+            )
+            if len(fill.splits) > MAX_LISTED:
+                lines.append(f"      ... {len(fill.splits) - MAX_LISTED} more levels")
+    return "\n".join(lines)
 
 
 def to_text(answers: Answers, volume_field: str, depth_levels: int) -> str:

@@ -44,8 +44,11 @@ class Scheduler:
         on_rankings: Callable[[Snapshot], None] = lambda snapshot: None,
         on_spreads: Callable[[Snapshot], None] = lambda snapshot: None,
         clock: Callable[[], float] = time.monotonic,
+        analytics: tuple[Callable[[], Snapshot], float] | None = None,
     ) -> None:
         self.refresher = refresher
+        # (job, interval): the analytics job, run once answers exist.
+        self.analytics = analytics
         self.update_interval = update_interval
         self.refresh_interval = refresh_interval
         self.on_rankings = on_rankings
@@ -58,6 +61,7 @@ class Scheduler:
         failures = 0
         next_rankings = self._clock()
         next_spreads = next_rankings + self.update_interval
+        next_analytics = next_rankings
         while not stop.is_set():
             now = self._clock()
             if now >= next_rankings:
@@ -71,17 +75,27 @@ class Scheduler:
                     failures += 1
                     next_rankings = now + retry_delay(failures, self._retry_cap)
                 next_rankings = max(next_rankings, self._clock() + self._blocked_for())
-            elif now >= next_spreads and self.refresher.store.current().answers is not None:
+            elif now >= next_spreads and self._answered():
                 snapshot = self.refresher.refresh_spreads()
                 # Keep the cadence; after a stall, skip the missed turns instead
                 # of firing them back to back.
                 next_spreads = max(next_spreads + self.update_interval, now)
                 next_spreads = max(next_spreads, self._clock() + self._blocked_for())
                 self.on_spreads(snapshot)
+            elif self.analytics is not None and now >= next_analytics and self._answered():
+                job, interval = self.analytics
+                job()
+                next_analytics = max(next_analytics + interval, now)
+                next_analytics = max(next_analytics, self._clock() + self._blocked_for())
             wake = next_rankings
-            if self.refresher.store.current().answers is not None:
+            if self._answered():
                 wake = min(wake, next_spreads)
+                if self.analytics is not None:
+                    wake = min(wake, next_analytics)
             stop.wait(max(0.0, wake - self._clock()))
+
+    def _answered(self) -> bool:
+        return self.refresher.store.current().answers is not None
 
     def _blocked_for(self) -> float:
         return self.refresher.client.blocked_for()

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable, Mapping
 
+from binance_exporter.analytics import Fill, SideTotals
 from binance_exporter.market import SymbolInfo, Ticker24h
 
 RANKINGS = "rankings"
 SPREADS = "spreads"
-JOBS = (RANKINGS, SPREADS)
+ANALYTICS = "analytics"
+JOBS = (RANKINGS, SPREADS)  # the jobs that answer the four questions
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,38 @@ class JobState:
 
 
 @dataclass(frozen=True)
+class BookAnalytics:
+    """Simulated fills and depth bands of one symbol's depth snapshot."""
+
+    fills: Mapping[tuple[str, Decimal], Fill]  # (taker side, notional) -> fill
+    bands: Mapping[tuple[str, Decimal], Decimal]  # (book side, band) -> notional
+
+
+@dataclass(frozen=True)
+class TradeTotals:
+    """Taker flow of one symbol since the exporter started following it."""
+
+    by_side: Mapping[str, SideTotals]
+    last_price: Decimal | None
+
+
+@dataclass(frozen=True)
+class Analytics:
+    """Market-quality figures of the analytics symbols."""
+
+    books: Mapping[str, BookAnalytics]
+    trades: Mapping[str, TradeTotals]
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything the metrics and health endpoints show, at one instant."""
 
     answers: Answers | None = None
+    # Every job this exporter runs; `up` needs all of them, `ready` only JOBS.
     jobs: Mapping[str, JobState] = field(default_factory=lambda: {job: JobState() for job in JOBS})
     skipped: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (job, reason) -> count
+    analytics: Analytics | None = None
 
     @property
     def ready(self) -> bool:
@@ -68,15 +96,15 @@ class Snapshot:
     @property
     def up(self) -> bool:
         """True when the latest run of every job succeeded."""
-        return all(self.jobs[job].success for job in JOBS)
+        return all(state.success for state in self.jobs.values())
 
 
 class SnapshotStore:
     """Holds the current snapshot and tells subscribers when a new one lands."""
 
-    def __init__(self) -> None:
+    def __init__(self, jobs: tuple[str, ...] = JOBS) -> None:
         self._lock = threading.Lock()
-        self._snapshot = Snapshot()
+        self._snapshot = Snapshot(jobs={job: JobState() for job in jobs})
         self._subscribers: list[Callable[[Snapshot], None]] = []
 
     def current(self) -> Snapshot:
