@@ -17,9 +17,11 @@ from test.support import Exporter, free_port, http_get, run_once, sample, wait_u
 
 # Fast enough for tests, inside the default weight plan (the exporter refuses
 # schedules that plan over half of Binance's limit).
-FAST = ("--update-interval", "0.5", "--refresh-interval", "10")
+# These tests are about the four questions; the analytics have their own tests.
+FAST = ("--update-interval", "0.5", "--refresh-interval", "10", "--no-analytics")
 # Rankings every 3 s: within the plan only with a cheaper depth (limit 50, weight 5).
-FAST_RANKINGS = ("--update-interval", "1", "--refresh-interval", "3", "--depth-levels", "50")
+FAST_RANKINGS = ("--update-interval", "1", "--refresh-interval", "3", "--depth-levels", "50",
+                 "--no-analytics")
 
 
 def expected_answers(market: Market, top_n: int = 5, levels: int = 200,
@@ -72,12 +74,12 @@ class FakeTestCase(unittest.TestCase):
 class OnceTest(FakeTestCase):
     """--once: the four answers, their cost and their failure mode."""
     def test_json_answers_match_the_market(self):
-        result = run_once(self.fake.url, "--output", "json")
+        result = run_once(self.fake.url, "--output", "json", "--no-analytics")
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(json.loads(result.stdout), expected_answers(self.market))
 
     def test_traps_are_avoided(self):
-        answers = json.loads(run_once(self.fake.url, "--output", "json").stdout)
+        answers = json.loads(run_once(self.fake.url, "--output", "json", "--no-analytics").stdout)
         ranked = {r["symbol"] for r in answers["top_btc_by_volume"]}
         ranked |= {r["symbol"] for r in answers["top_usdt_by_trades"]}
         info = {s["symbol"]: s for s in self.market.exchange_info()["symbols"]}
@@ -89,15 +91,15 @@ class OnceTest(FakeTestCase):
                         <= set(self.market.symbols(status="TRADING", quote="USDT")))
 
     def test_base_volume_ranking_is_another_list(self):
-        by_quote = json.loads(run_once(self.fake.url, "--output", "json").stdout)
-        by_base = json.loads(run_once(self.fake.url, "--output", "json",
+        by_quote = json.loads(run_once(self.fake.url, "--output", "json", "--no-analytics").stdout)
+        by_base = json.loads(run_once(self.fake.url, "--output", "json", "--no-analytics",
                                       "--volume-field", "volume").stdout)
         self.assertEqual(by_base, expected_answers(self.market, field="volume"))
         self.assertNotEqual(by_base["top_btc_by_volume"], by_quote["top_btc_by_volume"])
 
     def test_options_change_the_answers(self):
         result = run_once(self.fake.url, "--output", "json", "--top-n", "3",
-                          "--depth-levels", "10")
+                          "--depth-levels", "10", "--no-analytics")
         self.assertEqual(json.loads(result.stdout),
                          expected_answers(self.market, top_n=3, levels=10))
 
@@ -111,7 +113,7 @@ class OnceTest(FakeTestCase):
 
     def test_start_up_weight_and_requests(self):
         self.fake.reset_log()
-        run_once(self.fake.url)
+        run_once(self.fake.url, "--no-analytics")
         records = self.fake.requests
         self.assertEqual(self.fake.total_weight, 229)  # 20 + 80 + 5 x 25 + 4
         by_path: dict[str, list] = {}
@@ -127,7 +129,7 @@ class OnceTest(FakeTestCase):
         # With 0.3 s per answer, sequential requests would take 8 x 0.3 s.
         self.fake.set_latency(0.3)
         started = time.monotonic()
-        result = run_once(self.fake.url)
+        result = run_once(self.fake.url, "--no-analytics")
         elapsed = time.monotonic() - started
         self.assertEqual(result.returncode, 0, result.stderr)
         records = sorted(self.fake.requests, key=lambda r: r.time)
@@ -197,7 +199,8 @@ class ServeTest(FakeTestCase):
         self.assertIn("Top 5 BTC-quoted symbols", stdout)
 
     def test_delta_equals_the_absolute_change(self):
-        exporter = self.exporter("--update-interval", "1", "--refresh-interval", "60")
+        exporter = self.exporter("--update-interval", "1", "--refresh-interval", "60",
+                                 "--no-analytics")
         exporter.wait_ready()
         before = expected_answers(self.market)["spread"]
         self.market.step(2)
@@ -213,7 +216,8 @@ class ServeTest(FakeTestCase):
                                abs(after[symbol] - before[symbol]))
 
     def test_one_spread_refresh_is_one_request_of_weight_4(self):
-        exporter = self.exporter("--update-interval", "0.5", "--refresh-interval", "60")
+        exporter = self.exporter("--update-interval", "0.5", "--refresh-interval", "60",
+                                 "--no-analytics")
         exporter.wait_ready()
         self.fake.reset_log()
         time.sleep(1.6)

