@@ -319,13 +319,19 @@ class BinanceClient:
                     endpoint, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)),
                 )
             return BinanceError(
-                f"{endpoint}: HTTP {status} {exc.error_message}", kind=kind, status=status,
+                f"{endpoint}: HTTP {status} {_clip(exc.error_message)}", kind=kind, status=status,
                 code=exc.error_code, retry_after=until - self._clock(),
             )
         return BinanceError(
-            f"{endpoint}: HTTP {status} code {exc.error_code}: {exc.error_message}",
+            f"{endpoint}: HTTP {status} code {exc.error_code}: {_clip(exc.error_message)}",
             kind=CLIENT, status=status, code=exc.error_code,
         )
+
+
+def _clip(text: object, limit: int = 160) -> str:
+    """One line of at most `limit` characters: error bodies can be whole HTML pages."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _short(exc: BaseException) -> str:
