@@ -95,6 +95,10 @@ class AnalyticsJob:
 
     def refresh(self) -> Snapshot:
         """One run over every analytics symbol; publish and return the snapshot."""
+        with self.refresher.lock:
+            return self._refresh()
+
+    def _refresh(self) -> Snapshot:
         started = self._clock()
         previous = self.refresher.store.current()
         symbols = self.symbols(previous)

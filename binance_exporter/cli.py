@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from types import FrameType
 from urllib.parse import urlparse
@@ -22,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from binance_exporter import __version__, report
 from binance_exporter.analytics_job import AnalyticsJob, AnalyticsSettings, analytics_weight
 from binance_exporter.binance_client import DEFAULT_WEIGHT_LIMIT, BinanceClient
-from binance_exporter.collector import SnapshotCollector
+from binance_exporter.collector import SnapshotCollector, StreamView
 from binance_exporter.exposition import Exposition
 from binance_exporter.http_server import ExporterServer
 from binance_exporter.market import VOLUME_FIELDS
@@ -37,6 +38,9 @@ from binance_exporter.refresh import (
     planned_weight_per_minute,
 )
 from binance_exporter.scheduler import Scheduler
+from binance_exporter.stream_refresh import PUBLISH_INTERVAL, StreamRefresher
+from binance_exporter.stream_source import StreamBooks
+from binance_exporter.streams import StreamFeed
 from binance_exporter.snapshot import ANALYTICS, JOBS, Snapshot, SnapshotStore
 
 LOG = logging.getLogger("binance_exporter")
@@ -134,6 +138,14 @@ def _base_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
               show_envvar=True,
               help="Levels per side of the analytics depth snapshots; figures needing deeper "
                    "books are left out.")
+@click.option("--source", type=click.Choice(["rest", "stream"]), default="rest", show_envvar=True,
+              help="Where books and quotes come from: REST polls, or local order books kept "
+                   "from websocket diff-depth streams (zero REST weight between resyncs).")
+@click.option("--stream-url", default="wss://stream.binance.com:9443", show_envvar=True,
+              help="Websocket market-stream base URL (with --source stream).")
+@click.option("--stream-snapshot-limit", type=click.IntRange(1, 5000), default=1000,
+              show_envvar=True,
+              help="Levels of the REST snapshot each local book starts from (weight 50 at 1000).")
 @click.option("--timeout", type=POSITIVE, default=10.0, show_envvar=True,
               help="HTTP timeout in seconds for each Binance request.")
 @click.option("--weight-share", type=click.FloatRange(0, 1, min_open=True), default=0.5,
@@ -165,6 +177,9 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
     depth_bands: tuple[Decimal, ...],
     analytics_interval: float,
     analytics_depth_limit: int,
+    source: str,
+    stream_url: str,
+    stream_snapshot_limit: int,
     timeout: float,
     weight_share: float,
     log_level: str,
@@ -211,12 +226,49 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
         )
     client = BinanceClient(base_url, timeout=timeout, weight_share=weight_share)
     jobs = JOBS + ((ANALYTICS,) if analytics_settings else ())
-    refresher = Refresher(client, SnapshotStore(jobs), settings)
+    feed: _Feed | None = None
+    if source == "stream" and not once:
+        feed = _Feed(client, stream_url, stream_snapshot_limit)
+        refresher: Refresher = StreamRefresher(client, SnapshotStore(jobs), settings,
+                                               feed.books, feed.track)
+    else:
+        refresher = Refresher(client, SnapshotStore(jobs), settings)
     job = AnalyticsJob(refresher, analytics_settings) if analytics_settings else None
     if once:
         sys.exit(_once(refresher, job, output))
-    _serve(refresher, job, (listen_address, port), (update_interval, refresh_interval,
-                                                    analytics_interval), output)
+    _serve(refresher, job, feed, (listen_address, port),
+           (update_interval, refresh_interval, analytics_interval), output)
+
+
+class _Feed:
+    """Stream mode's parts: local books, their connections, and a changed-books flag."""
+
+    def __init__(self, client: BinanceClient, url: str, snapshot_limit: int) -> None:
+        self.changed = threading.Event()
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="snapshots")
+        self.books = StreamBooks(client, self.pool, snapshot_limit, on_change=self.changed.set)
+        self.connections = StreamFeed(url, self.books.on_data, self.books.on_connect)
+
+    def track(self, symbols: list[str]) -> None:
+        """Keep books and streams for exactly `symbols`."""
+        self.connections.track(self.books.track(symbols))
+
+    def view(self) -> StreamView:
+        """What the stream metrics show."""
+        return self.connections.stats(), self.books.update_ids(), self.books.resyncs()
+
+    def publish_loop(self, refresher: StreamRefresher, stop: threading.Event) -> None:
+        """Republish the book answers after changes, at most every PUBLISH_INTERVAL."""
+        while not stop.is_set():
+            if self.changed.wait(0.5):
+                self.changed.clear()
+                refresher.refresh_books()
+                stop.wait(PUBLISH_INTERVAL)
+
+    def close(self) -> None:
+        """Close the connections and the snapshot workers."""
+        self.connections.stop()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _unknown_symbols(refresher: Refresher, job: AnalyticsJob | None) -> str | None:
@@ -266,11 +318,14 @@ def _print_spreads(snapshot: Snapshot) -> None:
         print(report.spreads_line(snapshot.answers, time.time()), flush=True)
 
 
-def _http_server(refresher: Refresher, listen: tuple[str, int]) -> ExporterServer:
+def _http_server(
+    refresher: Refresher, listen: tuple[str, int], feed: _Feed | None
+) -> ExporterServer:
     """Bind the metrics server, rendering a page for every published snapshot."""
     store = refresher.store
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(store.current, refresher.client.stats))
+    registry.register(SnapshotCollector(store.current, refresher.client.stats,
+                                        feed.view if feed is not None else None))
     exposition = Exposition(registry)
     store.subscribe(exposition.update)
     try:
@@ -286,12 +341,13 @@ def _http_server(refresher: Refresher, listen: tuple[str, int]) -> ExporterServe
 def _serve(
     refresher: Refresher,
     job: AnalyticsJob | None,
+    feed: _Feed | None,
     listen: tuple[str, int],
     intervals: tuple[float, float, float],
     output: str,
 ) -> None:
     """Serve /metrics and refresh in the background until SIGTERM or SIGINT."""
-    server = _http_server(refresher, listen)
+    server = _http_server(refresher, listen, feed)
     stop = threading.Event()
     exit_code = [0]
 
@@ -322,10 +378,15 @@ def _serve(
     )
     # Daemon thread: a request stuck in its timeout must not delay shutdown.
     threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True).start()
+    if feed is not None and isinstance(refresher, StreamRefresher):
+        threading.Thread(target=feed.publish_loop, args=(refresher, stop), name="publisher",
+                         daemon=True).start()
     while not stop.wait(0.5):
         pass
     server.shutdown()
     server.server_close()
     refresher.close()
+    if feed is not None:
+        feed.close()
     LOG.info("stopped")
     sys.exit(exit_code[0])

@@ -16,9 +16,12 @@ from prometheus_client.registry import Collector
 
 from binance_exporter import __version__
 from binance_exporter.binance_client import ApiStats
+from binance_exporter.streams import StreamStats
 from binance_exporter.snapshot import Analytics, Answers, Snapshot
 
 CACHED = "Cached from the last successful refresh."
+# Stream mode: the connections' counters, each book's last update id and resyncs.
+StreamView = tuple[StreamStats, dict[str, int], dict[str, int]]
 FILL = "Simulated market order of `notional` quote asset walked through a GET /api/v3/depth " \
     "snapshot (buy: asks, sell: bids); no order is sent. "
 
@@ -35,14 +38,22 @@ def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFami
 class SnapshotCollector(Collector):
     """Yields the exporter's metrics from a snapshot and the client's accounting."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot], api_stats: Callable[[], ApiStats]):
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        api_stats: Callable[[], ApiStats],
+        stream_stats: Callable[[], StreamView] | None = None,
+    ) -> None:
         self._snapshot = snapshot
         self._api_stats = api_stats
+        self._stream_stats = stream_stats
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._snapshot()
         yield from self._exporter_families(snapshot)
         yield from self._api_families(self._api_stats())
+        if self._stream_stats is not None:
+            yield from self._stream_families(self._stream_stats())
         if snapshot.answers is not None:
             yield from self._ranking_families(snapshot.answers)
             yield from self._book_families(snapshot.answers)
@@ -115,6 +126,39 @@ class SnapshotCollector(Collector):
             "Unix time until which no request is sent after a 429/418 (0: never backed off).",
             value=stats.backoff_until,
         )
+
+    @staticmethod
+    def _stream_families(view: StreamView) -> Iterator[Metric]:
+        stats, update_ids, resyncs = view
+        messages = CounterMetricFamily(
+            "binance_stream_messages", "Websocket market-stream messages received, by stream "
+            "type (e.g. depth@100ms).", labels=["stream_type"])
+        for kind, count in sorted(stats.messages.items()):
+            messages.add_metric([kind], count)
+        yield messages
+        yield GaugeMetricFamily("binance_stream_connected",
+                                "1 when every stream connection is open and subscribed.",
+                                value=1 if stats.connected else 0)
+        yield CounterMetricFamily("binance_stream_reconnects",
+                                  "Stream connections re-established after a drop, a silence "
+                                  "longer than the watchdog or the 24 h limit.",
+                                  value=stats.reconnects)
+        if stats.last_message is not None:
+            yield GaugeMetricFamily("binance_stream_last_message_timestamp_seconds",
+                                    "Unix time of the latest stream message.",
+                                    value=stats.last_message)
+        update = _gauge("binance_order_book_update_id",
+                        "Final update id (u) of the last diff applied to the local book; absent "
+                        "while the book is out of sync.", ("symbol",))
+        for symbol, value in sorted(update_ids.items()):
+            update.add_metric([symbol], value)
+        yield update
+        resync = CounterMetricFamily("binance_order_book_resyncs",
+                                     "Times the local book was rebuilt from a REST snapshot after "
+                                     "a gap, a crossed book or a reconnect.", labels=["symbol"])
+        for symbol, count in sorted(resyncs.items()):
+            resync.add_metric([symbol], count)
+        yield resync
 
     @staticmethod
     def _ranking_families(answers: Answers) -> Iterator[Metric]:
@@ -197,6 +241,25 @@ class SnapshotCollector(Collector):
             ratio.add_metric([symbol], float(answers.spread_ratios[symbol]))
             delta.add_metric([symbol], float(answers.deltas.get(symbol, 0)))
         yield from (spread, ratio, delta)
+
+        vwap = _gauge(
+            "binance_vwap_price",
+            "(bid VWAP + ask VWAP) / 2 over the top --depth-levels levels, each side's VWAP "
+            "being sum(price x qty) / sum(qty). " + CACHED,
+            ("symbol",),
+        )
+        average = _gauge(
+            "binance_vwap_price_average",
+            "Time-weighted average of binance_vwap_price over the trailing window, from every "
+            "value the exporter computed (stream mode: each book update, sampled at 10 Hz; REST "
+            "mode: each rankings refresh, so much coarser). " + CACHED,
+            ("symbol", "window"),
+        )
+        for symbol, value in sorted(answers.vwap.items()):
+            vwap.add_metric([symbol], float(value))
+        for (symbol, window), value in sorted(answers.vwap_averages.items()):
+            average.add_metric([symbol, window], float(value))
+        yield from (vwap, average)
 
     @staticmethod
     def _fill_families(analytics: Analytics) -> Iterator[Metric]:

@@ -15,6 +15,7 @@ bad symbol never fails the others.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,6 +53,7 @@ from binance_exporter.market import (
     tradable_symbols,
     top_by_volume,
 )
+from binance_exporter.vwap import TimeWeightedAverage, vwap_price
 from binance_exporter.snapshot import (
     RANKINGS,
     SPREADS,
@@ -64,8 +66,16 @@ from binance_exporter.snapshot import (
 
 LOG = logging.getLogger(__name__)
 INVALID_SYMBOL = "invalid_symbol"
+NOT_SYNCED = "not_synced"
 SPREADS_TOP, SPREADS_ALL, SPREADS_LIST = "top", "all", "list"
-REFRESH_ERRORS = (BinanceError, PayloadError)
+VWAP_WINDOWS = (("30s", 30.0), ("1m", 60.0))  # label value, seconds
+
+
+class NotSynced(Exception):
+    """A local order book is not (or no longer) in sync with Binance."""
+
+
+REFRESH_ERRORS = (BinanceError, PayloadError, NotSynced)
 
 
 @dataclass(frozen=True)
@@ -112,9 +122,12 @@ def planned_weight_per_minute(
 
 
 @dataclass(frozen=True)
-class _Spreads:
+class Spreads:
+    """Spreads and spread/mid ratios of one reading."""
+
     values: dict[str, Decimal]
     ratios: dict[str, Decimal]
+    error: Exception | None = None  # set when some symbols could not be measured
 
 
 class Refresher:
@@ -139,6 +152,12 @@ class Refresher:
         self._failures: Counter[str] = Counter()
         self.last_errors: dict[str, Exception | None] = {}
         self.listed: frozenset[str] = frozenset()  # every symbol in the last exchangeInfo
+        self._reported: dict[str, Decimal] = {}  # the spreads the last delta was taken from
+        self._averages: dict[str, dict[str, TimeWeightedAverage]] = {}
+        self._monotonic = time.monotonic
+        # Jobs that may run on different threads (stream mode) take turns here,
+        # since each builds its snapshot on the current one.
+        self.lock = threading.RLock()
 
     def close(self) -> None:
         """Stop the worker threads without waiting for requests in flight."""
@@ -157,10 +176,9 @@ class Refresher:
         owns = self.settings.owns
         depth_futures = self._submit_depths([t.symbol for t in top_btc if owns(t.symbol)])
         spread_symbols = self._spread_symbols(info, top_usdt)
-        spreads_started = self._clock()
         spreads_future = self.pool.submit(self._fetch_spreads, spread_symbols)
 
-        notional, rankings_error = self._collect_notional(depth_futures, previous.answers)
+        notional, vwaps, rankings_error = self._collect_notional(depth_futures, previous.answers)
         spreads, spreads_error = self._spreads_result(spreads_future, spread_symbols, previous)
         tracked = [t.symbol for t in (*top_btc, *top_usdt)] + spread_symbols
         answers = Answers(
@@ -172,11 +190,13 @@ class Refresher:
             spreads=spreads.values,
             spread_ratios=spreads.ratios,
             deltas=self._deltas(previous.answers, spreads.values, spreads_error),
+            **self._vwap_fields(vwaps),
         )
         return self.publish(
             previous,
             answers,
-            {RANKINGS: (rankings_error, started), SPREADS: (spreads_error, spreads_started)},
+            # The spreads ride along from the start: both durations are the whole run's.
+            {RANKINGS: (rankings_error, started), SPREADS: (spreads_error, started)},
         )
 
     def refresh_spreads(self) -> Snapshot:
@@ -186,7 +206,7 @@ class Refresher:
         if previous.answers is None:
             raise RuntimeError("refresh_spreads needs a first successful refresh_rankings")
         symbols = list(previous.answers.spread_symbols)
-        future: Future[_Spreads] = self.pool.submit(self._fetch_spreads, symbols)
+        future: Future[Spreads] = self.pool.submit(self._fetch_spreads, symbols)
         spreads, error = self._spreads_result(future, symbols, previous)
         answers = Answers(
             symbols=previous.answers.symbols,
@@ -197,6 +217,8 @@ class Refresher:
             spreads=spreads.values,
             spread_ratios=spreads.ratios,
             deltas=self._deltas(previous.answers, spreads.values, error),
+            vwap=previous.answers.vwap,
+            vwap_averages=previous.answers.vwap_averages,
         )
         return self.publish(previous, answers, {SPREADS: (error, started)})
 
@@ -242,25 +264,33 @@ class Refresher:
 
     def _collect_notional(
         self, futures: Mapping[str, Future[object]], previous: Answers | None
-    ) -> tuple[dict[str, SideNotional], Exception | None]:
+    ) -> tuple[dict[str, SideNotional], dict[str, Decimal], Exception | None]:
+        """Notional and VWAP mid of each book; failures keep or drop values as they must."""
         notional: dict[str, SideNotional] = {}
+        vwaps: dict[str, Decimal] = {}
         error: Exception | None = None
         for symbol, future in futures.items():
             try:
-                book = parse_depth(future.result(), symbol)
+                result = future.result()
+                book = result if isinstance(result, OrderBook) else parse_depth(result, symbol)
             except REFRESH_ERRORS as exc:
-                if isinstance(exc, BinanceError) and exc.invalid_symbol:
+                error = exc
+                if isinstance(exc, NotSynced):
+                    # Out of sync is known to be wrong: absent, not the old value.
+                    self.skip(RANKINGS, NOT_SYNCED)
+                elif isinstance(exc, BinanceError) and exc.invalid_symbol:
                     # Delisted since exchangeInfo was read: drop it, keep the others.
                     self.skip(RANKINGS, INVALID_SYMBOL)
-                    continue
-                error = exc
-                if previous is not None and symbol in previous.notional:
+                    error = None
+                elif previous is not None and symbol in previous.notional:
                     notional[symbol] = previous.notional[symbol]
                 continue
             value = self._book_notional(book)
             if value is not None:
                 notional[symbol] = value
-        return notional, error
+                if (mid := vwap_price(book, self.settings.depth_levels)) is not None:
+                    vwaps[symbol] = mid
+        return notional, vwaps, error
 
     def _book_notional(self, book: OrderBook) -> SideNotional | None:
         """Notional per side, skipping sides that are empty and books that are crossed."""
@@ -278,9 +308,9 @@ class Refresher:
             asks=side_notional(book.asks, levels) if book.asks else None,
         )
 
-    def _fetch_spreads(self, symbols: list[str]) -> _Spreads:
+    def _fetch_spreads(self, symbols: list[str]) -> Spreads:
         if not symbols:
-            return _Spreads({}, {})
+            return Spreads({}, {})
         try:
             # Whole market: the all-symbols form (same weight 4) instead of a
             # `symbols` list thousands of names long in the URL.
@@ -306,35 +336,53 @@ class Refresher:
                 continue
             values[symbol] = top.ask_price - top.bid_price
             ratios[symbol] = values[symbol] / ((top.ask_price + top.bid_price) / 2)
-        return _Spreads(values, ratios)
+        return Spreads(values, ratios)
 
     def _spreads_result(
-        self, future: Future[_Spreads], symbols: list[str], previous: Snapshot
-    ) -> tuple[_Spreads, Exception | None]:
+        self, future: Future[Spreads], symbols: list[str], previous: Snapshot
+    ) -> tuple[Spreads, Exception | None]:
         try:
-            return future.result(), None
+            result = future.result()
+            return result, result.error
         except REFRESH_ERRORS as exc:
             old = previous.answers
             if old is None:
-                return _Spreads({}, {}), exc
+                return Spreads({}, {}), exc
             kept = set(symbols)
             return (
-                _Spreads(
+                Spreads(
                     {s: v for s, v in old.spreads.items() if s in kept},
                     {s: v for s, v in old.spread_ratios.items() if s in kept},
                 ),
                 exc,
             )
 
-    @staticmethod
     def _deltas(
-        previous: Answers | None, spreads: Mapping[str, Decimal], error: Exception | None
+        self, previous: Answers | None, spreads: Mapping[str, Decimal], error: Exception | None
     ) -> dict[str, Decimal]:
-        if previous is None:
-            return spread_deltas({}, spreads)
-        if error is not None:  # nothing new was measured: the old deltas still stand
+        """Change since the spreads of the previous report (rankings or spreads run)."""
+        if previous is not None and error is not None:
+            # Nothing new was measured: the old deltas still stand.
             return {s: d for s, d in previous.deltas.items() if s in spreads}
-        return spread_deltas(previous.spreads, spreads)
+        deltas = spread_deltas(self._reported, spreads)
+        self._reported = dict(spreads)
+        return deltas
+
+    def _vwap_fields(self, vwaps: Mapping[str, Decimal]) -> dict[str, Mapping]:
+        """VWAP mids now and their time-weighted averages, sampled at this moment."""
+        now = self._monotonic()
+        averages: dict[tuple[str, str], Decimal] = {}
+        for symbol in set(self._averages) - set(vwaps):
+            del self._averages[symbol]
+        for symbol, value in vwaps.items():
+            windows = self._averages.setdefault(
+                symbol, {name: TimeWeightedAverage(seconds) for name, seconds in VWAP_WINDOWS}
+            )
+            for name, average in windows.items():
+                average.add(now, value)
+                if (result := average.average(now)) is not None:
+                    averages[(symbol, name)] = result
+        return {"vwap": dict(vwaps), "vwap_averages": averages}
 
     def publish(
         self,

@@ -41,6 +41,8 @@ class Answers:
     spreads: Mapping[str, Decimal]  # question 4
     spread_ratios: Mapping[str, Decimal]
     deltas: Mapping[str, Decimal]  # question 5
+    vwap: Mapping[str, Decimal] = field(default_factory=dict)  # VWAP mid of each book read
+    vwap_averages: Mapping[tuple[str, str], Decimal] = field(default_factory=dict)  # (sym, window)
 
 
 @dataclass(frozen=True)

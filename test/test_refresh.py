@@ -137,6 +137,14 @@ class RankingsTest(RefreshTestCase):
         self.assertEqual(set(answers.symbols), {"ETHBTC", "BNBBTC", "BTCUSDT", "ETHUSDT"})
         self.assertEqual(self.client.limit, 6000)
 
+    def test_vwap_mid_from_the_depth_snapshots(self):
+        answers = self.refresher.refresh_rankings().answers
+        # bids: (0.05 x 10 + 0.04 x 5) / 15 = 0.7 / 15; asks: 0.06
+        expected = (D("0.7") / 15 + D("0.06")) / 2
+        self.assertEqual(answers.vwap["ETHBTC"], expected)
+        self.assertEqual(answers.vwap_averages[("ETHBTC", "1m")], expected)
+        self.assertNotIn("BTCUSDT", answers.vwap)  # no depth is read for spread symbols
+
     def test_failed_first_round_keeps_previous_answers(self):
         first = self.refresher.refresh_rankings()
         self.client.failures["tickers_24h"] = server_error()

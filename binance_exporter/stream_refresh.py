@@ -1,0 +1,128 @@
+"""Stream mode: the answers about books come from local order books, not REST polls.
+
+The rankings still come from REST (exchangeInfo and the 24 h tickers, once per
+`--refresh-interval`); every depth and best quote comes from the local books
+that `StreamBooks` keeps in sync from the diff-depth streams. `refresh_books`
+republishes spreads, notionals and VWAP whenever the books changed (the
+caller runs it at most every `PUBLISH_INTERVAL`), while the spreads job still
+takes the deltas and prints the report every `--update-interval`.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from dataclasses import replace
+from decimal import Decimal
+from typing import Callable
+
+from binance_exporter.market import ExchangeInfo, OrderBook, Ticker24h, quote_problem
+from binance_exporter.refresh import (
+    SPREADS,
+    NotSynced,
+    Refresher,
+    Settings,
+    Spreads,
+)
+from binance_exporter.snapshot import Snapshot, SnapshotStore
+from binance_exporter.stream_source import StreamBooks
+from binance_exporter.vwap import vwap_price
+
+PUBLISH_INTERVAL = 0.1  # seconds: how stale a served book may be, at most
+
+
+class StreamRefresher(Refresher):
+    """A Refresher whose books and quotes are the local books."""
+
+    def __init__(
+        self,
+        client,
+        store: SnapshotStore,
+        settings: Settings,
+        books: StreamBooks,
+        on_track: Callable[[list[str]], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(client, store, settings, clock=clock)
+        self.books = books
+        self.on_track = on_track
+
+    def refresh_rankings(self) -> Snapshot:
+        with self.lock:
+            return super().refresh_rankings()
+
+    def refresh_spreads(self) -> Snapshot:
+        with self.lock:
+            return super().refresh_spreads()
+
+    def refresh_books(self) -> Snapshot:
+        """Republish the book-derived answers from the local books; deltas stay as reported."""
+        with self.lock:
+            started = self._clock()
+            previous = self.store.current()
+            answers = previous.answers
+            if answers is None:
+                return previous
+            btc = [t.symbol for t in answers.top_btc if t.symbol in answers.symbols]
+            notional, vwaps, _error = self._collect_notional(self._submit_depths(btc), None)
+            spreads = self._fetch_spreads(list(answers.spread_symbols))
+            vwaps.update(self._spread_vwaps(answers.spread_symbols))
+            updated = replace(
+                answers,
+                notional=notional,
+                spreads=spreads.values,
+                spread_ratios=spreads.ratios,
+                deltas={s: d for s, d in answers.deltas.items() if s in spreads.values},
+                **self._vwap_fields(vwaps),
+            )
+            return self.publish(previous, updated, {SPREADS: (spreads.error, started)})
+
+    # Where the books come from ---------------------------------------------
+
+    def _rank(self) -> tuple[ExchangeInfo, list[Ticker24h], list[Ticker24h]]:
+        info, top_btc, top_usdt = super()._rank()
+        owns = self.settings.owns
+        wanted = [t.symbol for t in top_btc if owns(t.symbol)]
+        wanted += self._spread_symbols(info, top_usdt)
+        self.on_track(list(dict.fromkeys(wanted)))
+        return info, top_btc, top_usdt
+
+    def _submit_depths(self, symbols: list[str]) -> dict[str, Future[object]]:
+        books = self.books.synced_books(self.settings.depth_levels)
+        futures: dict[str, Future[object]] = {}
+        for symbol in symbols:
+            future: Future[object] = Future()
+            if symbol in books:
+                future.set_result(books[symbol])
+            else:
+                future.set_exception(NotSynced(f"{symbol}: local order book not in sync"))
+            futures[symbol] = future
+        return futures
+
+    def _fetch_spreads(self, symbols: list[str]) -> Spreads:
+        books = self.books.synced_books(1)
+        values: dict[str, Decimal] = {}
+        ratios: dict[str, Decimal] = {}
+        missing = []
+        for symbol in symbols:
+            book = books.get(symbol)
+            if book is None:
+                missing.append(symbol)
+                continue
+            bid = book.bids[0][0] if book.bids else Decimal(0)
+            ask = book.asks[0][0] if book.asks else Decimal(0)
+            if (problem := quote_problem(bid, ask)) is not None:
+                self.skip(SPREADS, problem)
+                continue
+            values[symbol] = ask - bid
+            ratios[symbol] = values[symbol] / ((ask + bid) / 2)
+        error = NotSynced(f"order books not in sync: {', '.join(missing)}") if missing else None
+        return Spreads(values, ratios, error)
+
+    def _spread_vwaps(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
+        books: dict[str, OrderBook] = self.books.synced_books(self.settings.depth_levels)
+        return {
+            s: value for s in symbols
+            if s in books and (value := vwap_price(books[s], self.settings.depth_levels))
+            is not None
+        }

@@ -1,0 +1,152 @@
+"""Local order books fed by diff-depth streams and synchronised from REST snapshots.
+
+`StreamBooks` is the glue between the stream supervisor (raw events from the
+reader thread), the order-book logic of `order_book.LocalBook` (Binance's
+documented procedure) and the REST client (the snapshot each book starts
+from). A book that is buffering or out of sync is never handed out: callers
+only see synced books, so a series is absent rather than wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from concurrent.futures import Executor
+from typing import Any, Callable
+
+from binance_exporter.binance_client import BinanceClient, BinanceError
+from binance_exporter.market import OrderBook, PayloadError, parse_depth
+from binance_exporter.order_book import LocalBook, Outcome, parse_depth_update
+
+LOG = logging.getLogger(__name__)
+DEPTH_STREAM = "depth@100ms"
+REFETCH_DELAY = 0.5  # seconds before asking again for a snapshot older than the stream
+
+
+def depth_stream(symbol: str) -> str:
+    """The diff-depth stream name of `symbol` (stream names are lower case)."""
+    return f"{symbol.lower()}@{DEPTH_STREAM}"
+
+
+class StreamBooks:
+    """One `LocalBook` per tracked symbol, kept in sync."""
+
+    def __init__(
+        self,
+        client: BinanceClient,
+        pool: Executor,
+        snapshot_limit: int,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.client = client
+        self.pool = pool
+        self.snapshot_limit = snapshot_limit
+        self.on_change = on_change
+        self._lock = threading.Lock()
+        self._books: dict[str, LocalBook] = {}
+        self._fetching: set[str] = set()
+        self._resyncs: Counter[str] = Counter()
+
+    # Which symbols ------------------------------------------------------------
+
+    def track(self, symbols: list[str]) -> list[str]:
+        """Follow exactly `symbols` from now on; returns their stream names."""
+        with self._lock:
+            for symbol in set(self._books) - set(symbols):
+                del self._books[symbol]
+            for symbol in symbols:
+                self._books.setdefault(symbol, LocalBook(symbol))
+        return [depth_stream(s) for s in symbols]
+
+    def on_connect(self) -> None:
+        """A new connection: every book starts over from a fresh snapshot."""
+        with self._lock:
+            for symbol, book in self._books.items():
+                if book.last_update_id is not None:
+                    self._resyncs[symbol] += 1
+                book.reset()
+
+    # Events (stream reader thread) -----------------------------------------
+
+    def on_data(self, stream: str, data: Any) -> None:
+        """Handle one combined-stream message for a depth stream."""
+        if not stream.endswith(DEPTH_STREAM):
+            return
+        try:
+            update = parse_depth_update(data)
+        except PayloadError as exc:
+            LOG.warning("ignored a malformed depth event on %s: %s", stream, exc)
+            return
+        with self._lock:
+            book = self._books.get(update.symbol)
+            if book is None:
+                return
+            outcome = book.on_event(update)
+            if outcome.needs_resync:
+                LOG.info("%s: %s in the depth stream; resynchronising", update.symbol,
+                         outcome.name.lower())
+                self._resyncs[update.symbol] += 1
+                book.reset()
+                book.on_event(update)  # the event that showed the gap starts the new buffer
+            fetch = book.needs_snapshot() and update.symbol not in self._fetching
+            if fetch:
+                self._fetching.add(update.symbol)
+        if fetch:
+            self.pool.submit(self._snapshot, update.symbol)
+        if outcome in (Outcome.APPLIED, Outcome.SYNCED):
+            self.on_change()
+
+    def _snapshot(self, symbol: str) -> None:
+        """Fetch a REST snapshot and start `symbol`'s book from it (worker thread)."""
+        try:
+            snapshot = parse_depth(self.client.depth(symbol, self.snapshot_limit), symbol)
+        except (BinanceError, PayloadError) as exc:
+            LOG.warning("%s: depth snapshot failed (%s); trying again", symbol, exc)
+            self._later(symbol)
+            return
+        with self._lock:
+            self._fetching.discard(symbol)
+            book = self._books.get(symbol)
+            if book is None or book.synced:
+                return
+            outcome = book.apply_snapshot(snapshot)
+            if outcome is Outcome.REFETCH:
+                # Taken before the first buffered event: the stream is ahead.
+                self._fetching.add(symbol)
+            elif outcome.needs_resync:
+                self._resyncs[symbol] += 1
+                book.reset()
+        if outcome is Outcome.REFETCH:
+            self._later(symbol)
+        elif outcome is Outcome.SYNCED:
+            self.on_change()
+
+    def _later(self, symbol: str) -> None:
+        timer = threading.Timer(REFETCH_DELAY, self._resubmit, args=(symbol,))
+        timer.daemon = True
+        timer.start()
+
+    def _resubmit(self, symbol: str) -> None:
+        try:
+            self.pool.submit(self._snapshot, symbol)
+        except RuntimeError:  # the pool is shut down: the exporter is stopping
+            pass
+
+    # Reading ----------------------------------------------------------------
+
+    def synced_books(self, levels: int) -> dict[str, OrderBook]:
+        """The top `levels` of every synced book; out-of-sync books are left out."""
+        with self._lock:
+            return {s: b.snapshot(levels) for s, b in self._books.items() if b.synced}
+
+    def update_ids(self) -> dict[str, int]:
+        """Last applied final update id (`u`) of every synced book."""
+        with self._lock:
+            return {s: b.last_update_id for s, b in self._books.items()
+                    if b.synced and b.last_update_id is not None}
+
+    def resyncs(self) -> dict[str, int]:
+        """Resynchronisations by symbol since start."""
+        with self._lock:
+            return dict(self._resyncs)
