@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from types import FrameType
 from urllib.parse import urlparse
@@ -41,6 +40,7 @@ from binance_exporter.scheduler import Scheduler
 from binance_exporter.stream_refresh import PUBLISH_INTERVAL, StreamRefresher
 from binance_exporter.stream_source import StreamBooks
 from binance_exporter.streams import StreamFeed
+from binance_exporter.workers import DaemonPool
 from binance_exporter.snapshot import ANALYTICS, JOBS, Snapshot, SnapshotStore
 
 LOG = logging.getLogger("binance_exporter")
@@ -245,7 +245,7 @@ class _Feed:
 
     def __init__(self, client: BinanceClient, url: str, snapshot_limit: int) -> None:
         self.changed = threading.Event()
-        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="snapshots")
+        self.pool = DaemonPool(4, name="snapshots")
         self.books = StreamBooks(client, self.pool, snapshot_limit, on_change=self.changed.set)
         self.connections = StreamFeed(url, self.books.on_data, self.books.on_connect)
 

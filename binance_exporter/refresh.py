@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Callable, Mapping
@@ -54,6 +54,7 @@ from binance_exporter.market import (
     top_by_volume,
 )
 from binance_exporter.vwap import TimeWeightedAverage, vwap_price
+from binance_exporter.workers import DaemonPool
 from binance_exporter.snapshot import (
     RANKINGS,
     SPREADS,
@@ -147,7 +148,7 @@ class Refresher:
         self._clock = clock
         # Each pool thread gets its own Spot (see BinanceClient), so the
         # parallel requests never share a requests.Session.
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="binance-rest")
+        self.pool = DaemonPool(workers, name="binance-rest")
         self._skipped: Counter[tuple[str, str]] = Counter()
         self._failures: Counter[str] = Counter()
         self.last_errors: dict[str, Exception | None] = {}

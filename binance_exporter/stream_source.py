@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from concurrent.futures import Executor
 from typing import Any, Callable
 
 from binance_exporter.binance_client import BinanceClient, BinanceError
 from binance_exporter.market import OrderBook, PayloadError, parse_depth
 from binance_exporter.order_book import LocalBook, Outcome, parse_depth_update
+from binance_exporter.workers import DaemonPool
 
 LOG = logging.getLogger(__name__)
 DEPTH_STREAM = "depth@100ms"
@@ -35,7 +35,7 @@ class StreamBooks:
     def __init__(
         self,
         client: BinanceClient,
-        pool: Executor,
+        pool: DaemonPool,
         snapshot_limit: int,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:

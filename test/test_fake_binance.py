@@ -27,7 +27,7 @@ import requests
 from binance.error import ClientError, ServerError
 from binance.spot import Spot
 
-from .fake_binance import BUILTIN_SYMBOLS, FakeBinance, Market
+from .fake_binance import BUILTIN_SYMBOLS, BinanceError, FakeBinance, Market
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "binance-spot-mainnet-2021-10-22"
@@ -553,6 +553,203 @@ class MarketTest(unittest.TestCase):
                          TOP_USDT_BY_COUNT)
         depth = market.depth("SYM2999BTC", 5000)
         self.assertTrue(50 <= len(depth["bids"]) < 300 and depth["bids"])
+
+
+class AggTradesTest(FakeCase):
+    """GET /api/v3/aggTrades: shapes, weight, paging by id, the clamp, errors, the model."""
+
+    KEYS = ["a", "p", "q", "f", "l", "T", "m", "M"]
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.market = Market(clock=self.clock)
+        self.fake = self.start_fake(self.market)
+        self.spot = Spot(base_url=self.fake.url, timeout=5)
+        self.addCleanup(self.spot.session.close)
+
+    def step(self, n: int = 1) -> None:
+        """Move the market n steps, one clock second apart."""
+        for _ in range(n):
+            self.clock.now += 1
+            self.market.step()
+
+    def assert_chained(self, trades: list[dict]) -> None:
+        """Consecutive aggregate ids, each covering the trade ids after the previous one."""
+        for before, after in zip(trades, trades[1:]):
+            self.assertEqual(after["a"], before["a"] + 1)
+            self.assertEqual(after["f"], before["l"] + 1)
+            self.assertGreaterEqual(after["T"], before["T"])
+
+    def test_shape_key_order_and_formats(self):
+        recorded = fixture("trades_BTCUSDT.json")[0]  # /trades: the same number formats
+        self.assertRegex(recorded["price"], PRICE)
+        self.assertRegex(recorded["qty"], PRICE)
+        self.step(3)
+        for symbol in ("BTCUSDT", "PEPEUSDT", "这是测试币456"):
+            answer = self.spot.agg_trades(symbol)
+            self.assertTrue(answer, symbol)
+            for trade in answer:
+                self.assertEqual(list(trade), self.KEYS)
+                self.assertRegex(trade["p"], PRICE)
+                self.assertRegex(trade["q"], PRICE)
+                for key in ("a", "f", "l", "T"):
+                    self.assertIs(type(trade[key]), int, key)
+                self.assertIs(type(trade["m"]), bool)
+                self.assertIs(trade["M"], True)
+                self.assertIn(trade["l"] - trade["f"] + 1, (1, 2, 3))
+                self.assertGreater(Decimal(trade["q"]), 0)
+            self.assert_chained(answer)
+            self.assertEqual(answer[-1]["T"], int(self.clock.now * 1000))
+        self.assertEqual(self.spot.agg_trades("BTCDOWNUSDT"), [])  # never traded
+
+    def test_weight_is_4(self):
+        spot = self.client(self.fake)
+        for kwargs in ({}, {"limit": 1}, {"limit": 1000}, {"limit": 5000}, {"fromId": 1}):
+            before = self.fake.used_weight
+            self.assertEqual(used(spot.agg_trades("ETHBTC", **kwargs)), before + 4, kwargs)
+        error = self.assert_client_error(-1121, 400, spot.agg_trades, "NOPEUSDT")
+        self.assertEqual(error.header["X-MBX-USED-WEIGHT-1M"], "24")
+        self.assertEqual([r.weight for r in self.fake.requests], [4] * 6)
+        self.assertEqual(self.fake.total_weight, 24)
+
+    def test_from_id_paging_has_no_duplicates_and_no_gaps(self):
+        self.step(120)
+        history = self.market.agg_trade_history("ETHUSDT")
+        self.assertGreater(len(history), 300)
+        self.assert_chained(history)
+        pages, from_id = [], history[0]["a"]
+        while True:
+            page = self.spot.agg_trades("ETHUSDT", fromId=from_id, limit=97)
+            self.assertLessEqual(len(page), 97)
+            if not page:
+                break
+            pages.append(page)
+            from_id = page[-1]["a"] + 1
+        self.assertEqual([trade for page in pages for trade in page], history)
+        self.assertEqual(len(pages), -(-len(history) // 97))
+        middle = history[150]["a"]
+        self.assertEqual(self.spot.agg_trades("ETHUSDT", fromId=middle, limit=3),
+                         history[150:153])
+        self.assertEqual(self.market.agg_trade_history("ETHUSDT", from_id=middle),
+                         history[150:])
+        # Older than anything kept: from the oldest trade on.
+        self.assertEqual(self.spot.agg_trades("ETHUSDT", fromId=0, limit=5), history[:5])
+
+    def test_without_from_id_the_most_recent_oldest_first(self):
+        self.step(200)
+        history = self.market.agg_trade_history("SOLUSDT")
+        self.assertGreater(len(history), 500)
+        self.assertEqual(self.spot.agg_trades("SOLUSDT"), history[-500:])
+        self.assertEqual(self.spot.agg_trades("SOLUSDT", limit=7), history[-7:])
+        self.assertEqual(self.spot.agg_trades("SOLUSDT", limit=1), history[-1:])
+        self.step()
+        newest = self.spot.agg_trades("SOLUSDT", limit=1)[0]
+        self.assertGreater(newest["a"], history[-1]["a"])
+
+    def test_limit_above_1000_is_cut_to_1000(self):
+        self.step(400)
+        history = self.market.agg_trade_history("BTCUSDT")
+        self.assertGreater(len(history), 1000)
+        for limit in (1000, 1001, 5000):
+            self.assertEqual(self.spot.agg_trades("BTCUSDT", limit=limit), history[-1000:])
+        page = self.spot.agg_trades("BTCUSDT", fromId=history[0]["a"], limit=2000)
+        self.assertEqual(page, history[:1000])
+        self.assertEqual(len(self.market.agg_trades("BTCUSDT", limit=10**6)), 1000)
+
+    def test_time_range(self):
+        self.step(6)
+        history = self.market.agg_trade_history("BNBUSDT")
+        start, end = int((FIXED_NOW + 2) * 1000), int((FIXED_NOW + 4) * 1000)
+        inside = [t for t in history if start <= t["T"] <= end]
+        self.assertTrue(inside)
+        self.assertEqual(self.spot.agg_trades("BNBUSDT", startTime=start, endTime=end), inside)
+        self.assertEqual(self.spot.agg_trades("BNBUSDT", startTime=start, limit=2),
+                         [t for t in history if t["T"] >= start][:2])
+        self.assertEqual(self.spot.agg_trades("BNBUSDT", endTime=end, limit=2),
+                         [t for t in history if t["T"] <= end][-2:])
+        self.assertEqual(self.spot.agg_trades("BNBUSDT", startTime=end, endTime=start), [])
+
+    def test_errors(self):
+        query = self.spot.query
+        error = self.assert_client_error(-1121, 400, self.spot.agg_trades, "NOPEUSDT")
+        self.assertEqual(error.error_message, "Invalid symbol.")
+        self.assert_client_error(-1121, 400, self.spot.agg_trades, "btcusdt")
+        self.assert_client_error(-1102, 400, query, "/api/v3/aggTrades")
+        self.assert_client_error(-1102, 400, query, "/api/v3/aggTrades", {"limit": 5})
+        self.assert_client_error(-1100, 400, self.spot.agg_trades, "BTCUSDT", fromId="x")
+        self.assert_client_error(-1100, 400, self.spot.agg_trades, "BTCUSDT", limit=-5)
+        self.assert_client_error(-1130, 400, self.spot.agg_trades, "BTCUSDT", limit=0)
+        self.assert_client_error(-1128, 400, self.spot.agg_trades, "BTCUSDT", fromId=1,
+                                 startTime=1)
+        self.market.delist("ETHBTC")
+        self.assert_client_error(-1121, 400, self.spot.agg_trades, "ETHBTC")
+        with self.assertRaises(BinanceError):
+            self.market.agg_trade_history("ETHBTC")
+
+    def test_deterministic_whatever_is_queried(self):
+        def run(seed: int, query: bool) -> list:
+            market = Market(seed=seed, extra_symbols=5, clock=lambda: FIXED_NOW)
+            for _ in range(4):
+                if query:
+                    market.agg_trades("XRPUSDT", limit=3)
+                    market.agg_trade_history("ETHBTC")
+                market.step()
+            market.agg_trades("SYM0002BTC")  # an extra symbol's trades start here
+            market.step(2)
+            return [market.agg_trade_history(s) for s in ("ETHBTC", "XRPUSDT", "SYM0002BTC")]
+
+        first = run(7, query=False)
+        self.assertEqual(first, run(7, query=True))
+        self.assertNotEqual(first, run(8, query=False))
+        extra = first[2]
+        self.assertTrue(2 <= len(extra) <= 15)  # its first step's trades plus two steps
+        self.assert_chained(extra)
+
+    def test_a_step_trades_at_its_best_bid_and_ask(self):
+        sides = set()
+        for _ in range(8):
+            last = {s: self.market.agg_trade_history(s)[-1]["a"]
+                    for s in ("BTCUSDT", "ETHBTC", "DOGEBTC", "THINUSDT", "FTTUSDT", "LUNABTC")}
+            self.step()
+            for symbol, last_id in last.items():
+                new = self.spot.agg_trades(symbol, fromId=last_id + 1)
+                if symbol in ("FTTUSDT", "LUNABTC"):  # HALT and BREAK: nothing trades
+                    self.assertEqual(new, [], symbol)
+                    continue
+                self.assertTrue(1 <= len(new) <= 5, (symbol, new))
+                self.assertEqual(new[0]["a"], last_id + 1)
+                top = self.spot.book_ticker(symbol=symbol)
+                for trade in new:
+                    self.assertEqual(trade["p"], top["bidPrice"] if trade["m"]
+                                     else top["askPrice"], (symbol, trade))
+                    self.assertEqual(trade["T"], int(self.clock.now * 1000))
+                    sides.add((symbol, trade["m"]))
+        self.assertLessEqual({("BTCUSDT", True), ("BTCUSDT", False)}, sides)
+        self.assertNotIn(("THINUSDT", True), sides)  # no bids: only taker buys
+        self.market.set_book("ETHBTC", [("0.05000000", "1")], [("0.05002000", "2")])
+        last_id = self.market.agg_trade_history("ETHBTC")[-1]["a"]
+        self.step()
+        new = self.market.agg_trade_history("ETHBTC", from_id=last_id + 1)
+        self.assertTrue(new)
+        for trade in new:
+            self.assertEqual(trade["p"], "0.05000000" if trade["m"] else "0.05002000")
+
+    def test_history_is_bounded_and_extras_are_lazy(self):
+        market = Market(extra_symbols=3, clock=lambda: FIXED_NOW)
+        market.trade_history_size = 40
+        market.agg_trades("SYM0002BTC")
+        market.step(30)
+        for symbol in ("BTCUSDT", "SYM0002BTC"):
+            history = market.agg_trade_history(symbol)
+            self.assertEqual(len(history), 40, symbol)
+            self.assert_chained(history)
+            self.assertEqual(market.agg_trades(symbol, from_id=0, limit=2), history[:2])
+            self.assertEqual(market.agg_trades(symbol, limit=1000), history)
+        # Never asked for in 30 steps: its trades start now, with one step's worth.
+        first = market.agg_trades("SYM0001USDT")
+        self.assertTrue(1 <= len(first) <= 5)
+        market.step()
+        self.assertGreater(len(market.agg_trade_history("SYM0001USDT")), len(first))
 
 
 class TrapTest(FakeCase):

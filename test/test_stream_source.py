@@ -6,7 +6,6 @@ import json
 import threading
 import time
 import unittest
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal as D
 from test.support import wait_until
 from test.test_refresh import StubClient
@@ -18,6 +17,7 @@ from binance_exporter.snapshot import SPREADS, SnapshotStore
 from binance_exporter.stream_refresh import StreamRefresher
 from binance_exporter.stream_source import StreamBooks, depth_stream
 from binance_exporter.streams import StreamFeed, StreamSupervisor, stream_type
+from binance_exporter.workers import DaemonPool
 
 
 def event(symbol: str, first: int, last: int, bids=(), asks=()) -> dict:
@@ -51,7 +51,7 @@ class StreamBooksTest(unittest.TestCase):
 
     def setUp(self) -> None:
         self.client = SnapshotClient({"BTCUSDT": SNAPSHOT})
-        self.pool = ThreadPoolExecutor(2)
+        self.pool = DaemonPool(2)
         self.addCleanup(self.pool.shutdown)
         self.changed = threading.Event()
         self.books = StreamBooks(self.client, self.pool, 1000, on_change=self.changed.set)
@@ -120,7 +120,7 @@ class StreamRefresherTest(unittest.TestCase):
         snapshots = {name: {**book, "lastUpdateId": 5} for name, book in self.client.books.items()}
         snapshots["BTCUSDT"] = {"lastUpdateId": 5, "bids": [["100", "1"]], "asks": [["100.5", "2"]]}
         snapshots["ETHUSDT"] = {"lastUpdateId": 5, "bids": [["10", "1"]], "asks": [["10.01", "1"]]}
-        self.pool = ThreadPoolExecutor(2)
+        self.pool = DaemonPool(2)
         self.addCleanup(self.pool.shutdown)
         self.books = StreamBooks(SnapshotClient(snapshots), self.pool, 1000)
         self.tracked: list[list[str]] = []

@@ -3,6 +3,9 @@
 Prints one line with its URL, moves the market every `--tick` seconds (0:
 never) and exits 0 on SIGINT or SIGTERM.  Other processes drive it through
 the /fake/... control API described in `test.fake_binance.server`.
+`--ws-port 9443` also serves the market streams (`test.fake_binance.streams`,
+which needs the `websockets` package) from the same market, and prints a
+second line with their URL.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="synthetic symbols on top of the built-in ones (0)")
     parser.add_argument("--latency", type=float, default=0.0,
                         help="seconds added to every /api answer (0)")
+    parser.add_argument("--ws-port", type=int, default=None,
+                        help="also serve the websocket market streams on this port, "
+                             "0 = any free (off)")
     return parser
 
 
@@ -44,17 +50,35 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    streams = None
+    if args.ws_port is not None:
+        # Imported only here: the REST fake alone stays standard library only
+        # (the demo image installs nothing else).
+        from .streams import FakeStreams  # pylint: disable=import-outside-toplevel
+        streams = FakeStreams(market, host=args.host, port=args.ws_port)
     try:
         fake.start()
     except OSError as exc:
         print(f"fake Binance: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    if streams is not None:
+        try:
+            streams.start()
+        except OSError as exc:
+            fake.stop()
+            print(f"fake Binance: cannot listen on {args.host}:{args.ws_port}: {exc}",
+                  file=sys.stderr)
+            return 1
     print(f"fake Binance SPOT API on {fake.url} (seed {args.seed}, "
           f"{len(market.symbols())} symbols, tick {args.tick:g} s)", flush=True)
+    if streams is not None:
+        print(f"fake Binance streams on {streams.url}", flush=True)
     try:
         while not stop.wait(args.tick if args.tick > 0 else None):
             market.step()
     finally:
+        if streams is not None:
+            streams.stop()
         fake.stop()
     return 0
 

@@ -31,12 +31,30 @@ The built-in symbols are traps for the exporter (see `BUILTIN_SYMBOLS`).  Their
 
 `step()` grows the 24 h figures a little (about 1e-5 per step), which breaks the
 DOTBTC/LTCBTC tie but leaves the other orders alone for thousands of steps.
+
+Aggregate trades (`agg_trades`, `agg_trade_history`): every symbol with a
+price starts with the trades of one step (1-5 aggregate trades), and each
+`step()` gives every TRADING symbol 1-5 more, drawn from (seed, symbol, step).
+A taker buy executes at that step's best ask (`m` false), a taker sell at the
+best bid (`m` true); a one-sided book trades on its only side, an empty one
+not at all.  Aggregate ids are consecutive, each covers 1-3 consecutive
+trade ids (`f`..`l`, continuing from the previous `l`), and `T` is the
+market clock at the step (never decreasing).  Only the newest
+`trade_history_size` (5000) aggregate trades are kept per symbol, stored as
+one small record per step and redrawn when asked for.  Built-in symbols trade
+from construction on; an extra symbol's trades start at the first aggTrades
+query naming it (so 3000 extras cost nothing until asked for), which is the
+one thing that can depend on what was queried.  The 24 h `count`/`lastId`
+are not tied to these ids.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
+from bisect import bisect_left, bisect_right
+from collections import deque
 import time
 from decimal import Decimal
 from typing import Callable, Iterable, NamedTuple, Sequence, Union
@@ -46,6 +64,10 @@ UNITS = 100_000_000
 
 MAX_DEPTH_LIMIT = 5000
 DEFAULT_DEPTH_LIMIT = 100
+MAX_AGG_TRADES_LIMIT = 1000
+DEFAULT_AGG_TRADES_LIMIT = 500
+TRADE_HISTORY_SIZE = 5000
+"""Aggregate trades kept per symbol (`Market.trade_history_size`)."""
 STATUSES = ("TRADING", "END_OF_DAY", "HALT", "BREAK", "CANCEL_ONLY")
 FILTERABLE_STATUSES = ("TRADING", "HALT", "BREAK")
 DAY_MS = 86_400_000
@@ -54,7 +76,7 @@ _MASK = (1 << 64) - 1
 _TOP_LEVELS = 20  # levels nearest the touch are redrawn on every step
 _BID, _ASK = 1, 2
 _DEEP = _MASK  # "step" used for deep levels, which do not change with steps
-_SPREAD, _WALK, _STATS, _UPDATE = 11, 12, 13, 14
+_SPREAD, _WALK, _STATS, _UPDATE, _TRADES = 11, 12, 13, 14, 15
 
 Number = Union[str, int, Decimal]
 Level = tuple[Decimal, Decimal]
@@ -343,6 +365,109 @@ class _Stats:
         self.low = min(self.low, price) if self.low else price
 
 
+class _TradeRecord(NamedTuple):
+    """One step's aggregate trades, before they are drawn: what they depend on."""
+
+    first_id: int
+    first_trade_id: int
+    step: int
+    time: int  # ms
+    bid: int  # best bid of the step in units, 0 = no bids
+    ask: int  # best ask, 0 = no asks
+
+
+# One aggregate trade: (a, price units, qty units, f, l, T ms, buyer is maker).
+_Trade = tuple[int, int, int, int, int, int, bool]
+
+
+class _Tape:
+    """The aggregate trades of one symbol: one `_TradeRecord` per step that traded.
+
+    A step's trades are redrawn from (key, step) and the record whenever they
+    are read, so a retained trade costs tens of bytes.  Trades with an id below
+    `floor` (the newest `size` are kept) are gone, as if never retained.
+    """
+
+    def __init__(self, key: int, lot: int, level_lots: int) -> None:
+        draw = _hash(key, _TRADES)
+        self.key = key
+        self.lot, self.level_lots = lot, level_lots
+        self.next_id = 100_000_000 + draw % 900_000_000
+        self.next_trade_id = 2 * self.next_id + (draw >> 32) % 1_000_000
+        self.floor = self.next_id
+        self.last_time = 0
+        self.records: deque[_TradeRecord] = deque()
+
+    def record(self, step: int, now_ms: int, bid: int, ask: int, size: int) -> None:
+        """The trades of `step` at these best prices (none if both sides are empty)."""
+        if bid <= 0 and ask <= 0:
+            return
+        self.last_time = max(now_ms, self.last_time)
+        record = _TradeRecord(self.next_id, self.next_trade_id, step, self.last_time,
+                              max(bid, 0), max(ask, 0))
+        last = self.expand(record)[-1]
+        self.records.append(record)
+        self.next_id, self.next_trade_id = last[0] + 1, last[4] + 1
+        self.floor = max(self.floor, self.next_id - size)
+        while len(self.records) > 1 and self.records[1].first_id <= self.floor:
+            self.records.popleft()
+
+    def expand(self, record: _TradeRecord) -> list[_Trade]:
+        """The 1-5 aggregate trades of one record, oldest first."""
+        draw = _hash(self.key, _TRADES, record.step)
+        trades: list[_Trade] = []
+        agg_id, trade_id = record.first_id, record.first_trade_id
+        for index in range(1 + draw % 5):
+            pick = _mix(draw ^ (index + 1))
+            buy = record.ask > 0 and (record.bid <= 0 or bool(pick & 1))
+            count = 1 + (pick >> 1) % 3
+            # 0.1 % .. 20 % of a typical book level, in whole lots.
+            qty = self.lot * max(1, self.level_lots * (1 + (pick >> 8) % 200) // 1000)
+            trades.append((agg_id, record.ask if buy else record.bid, qty, trade_id,
+                           trade_id + count - 1, record.time, not buy))
+            agg_id, trade_id = agg_id + 1, trade_id + count
+        return trades
+
+    def _from(self, index: int) -> Iterable[_Trade]:
+        """Retained trades from the record at `index` on, oldest first."""
+        for record in itertools.islice(self.records, max(index, 0), None):
+            for trade in self.expand(record):
+                if trade[0] >= self.floor:
+                    yield trade
+
+    def from_id(self, from_id: int, limit: int | None) -> list[_Trade]:
+        """Up to `limit` trades with an id >= from_id, oldest first."""
+        index = bisect_right(self.records, from_id, key=lambda r: r.first_id) - 1
+        return list(itertools.islice((t for t in self._from(index) if t[0] >= from_id),
+                                     limit))
+
+    def between(self, start_ms: int, end_ms: int | None, limit: int) -> list[_Trade]:
+        """Up to `limit` trades with start_ms <= T (<= end_ms), oldest first."""
+        index = bisect_left(self.records, start_ms, key=lambda r: r.time)
+        chosen = itertools.takewhile(lambda t: end_ms is None or t[5] <= end_ms,
+                                     self._from(index))
+        return list(itertools.islice(chosen, limit))
+
+    def recent(self, limit: int, end_ms: int | None = None) -> list[_Trade]:
+        """The newest `limit` trades (with T <= end_ms), oldest first."""
+        chosen: list[_Trade] = []
+        for record in reversed(self.records):
+            if end_ms is not None and record.time > end_ms:
+                continue
+            for trade in reversed(self.expand(record)):
+                if trade[0] < self.floor or len(chosen) == limit:
+                    return chosen[::-1]
+                chosen.append(trade)
+        return chosen[::-1]
+
+
+def _agg_trade(trade: _Trade) -> dict:
+    """One aggTrades object, keys in Binance's order."""
+    agg_id, price, qty, first_id, last_id, time_ms, maker = trade
+    return {"a": agg_id, "p": fmt(price), "q": fmt(qty), "f": first_id, "l": last_id,
+            "T": time_ms, "m": maker, "M": True}
+
+
 class _Symbol:
     """A listed symbol: exchangeInfo data plus its book and 24 h figures."""
 
@@ -358,6 +483,8 @@ class _Symbol:
         level_qty = to_units(spec.quote_volume) * UNITS // (20_000 * price) if price else UNITS
         self.book = _Book(key, spec, price, level_qty)
         self.stats = _Stats(key, spec, price)
+        self.dead = not price  # never traded: aggTrades is empty
+        self.tape: _Tape | None = None  # created by Market._tape
         if price:
             top = self.book.top(_BID if key & 1 else _ASK, 0)
             if top is not None:
@@ -370,6 +497,12 @@ class _Symbol:
         if self.status == "BREAK":
             return [], []
         return self.book.side(_BID, step, limit), self.book.side(_ASK, step, limit)
+
+    def record_trades(self, step: int, now_ms: int, size: int) -> None:
+        """Add this step's aggregate trades at the book's best bid/ask (if taped)."""
+        if self.tape is not None:
+            bid, ask = self.book.top(_BID, step), self.book.top(_ASK, step)
+            self.tape.record(step, now_ms, bid[0] if bid else 0, ask[0] if ask else 0, size)
 
     def tops(self, step: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """Best bid and ask; an empty side is (0, 0), as Binance sends it."""
@@ -537,12 +670,15 @@ class Market:
     def __init__(self, seed: int = 7, extra_symbols: int = 0,
                  clock: Callable[[], float] = time.time) -> None:
         self.weight_limit = 6000
+        self.trade_history_size = TRADE_HISTORY_SIZE
         self._seed = seed
         self._clock = clock
         self._steps = 0
         self._lock = threading.RLock()
         specs = list(BUILTIN_SYMBOLS) + [_extra_spec(i) for i in range(1, extra_symbols + 1)]
         self._symbols: dict[str, _Symbol] = {spec.symbol: _Symbol(seed, spec) for spec in specs}
+        for spec in BUILTIN_SYMBOLS:
+            self._tape(self._symbols[spec.symbol])
 
     # ----------------------------------------------------------------- basics
     @property
@@ -583,6 +719,13 @@ class Market:
                 raise BinanceError(400, -1151, "Symbol is present multiple times in the list.")
             chosen = [self._get(name) for name in names]
         return [s for s in chosen if symbol_status is None or s.status == symbol_status]
+
+    def _tape(self, sym: _Symbol) -> _Tape | None:
+        """The symbol's trade tape, started (with this step's trades) on first use."""
+        if sym.tape is None and not sym.dead:
+            sym.tape = _Tape(sym.book.key, sym.book.lot, sym.book.level_lots)
+            sym.record_trades(self._steps, self.server_time(), self.trade_history_size)
+        return sym.tape
 
     def _single(self, name: str, symbol_status: str | None) -> _Symbol:
         _check_status_filter(symbol_status)
@@ -656,6 +799,47 @@ class Market:
                 "asks": [[fmt(price), fmt(qty)] for price, qty in asks],
             }
 
+    def agg_trades(self, symbol: str, from_id: int | None = None,
+                   limit: int = DEFAULT_AGG_TRADES_LIMIT, *, start_time: int | None = None,
+                   end_time: int | None = None) -> list[dict]:
+        """GET /api/v3/aggTrades, oldest first; `limit` is clamped to 1000.
+
+        `from_id`: trades with an id >= from_id (from the oldest retained one
+        if older).  `start_time`/`end_time` (ms, inclusive): trades in that
+        range, the first `limit` from start_time, or the newest `limit` up to
+        end_time if only that is given.  Neither: the newest `limit` trades.
+        from_id together with a time: -1128.
+        """
+        if limit < 1:
+            raise BinanceError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        if from_id is not None and (start_time is not None or end_time is not None):
+            raise BinanceError(400, -1128, "Combination of optional parameters invalid.")
+        limit = min(limit, MAX_AGG_TRADES_LIMIT)
+        with self._lock:
+            tape = self._tape(self._get(symbol))
+            if tape is None:
+                trades: list[_Trade] = []
+            elif from_id is not None:
+                trades = tape.from_id(from_id, limit)
+            elif start_time is not None:
+                trades = tape.between(start_time, end_time, limit)
+            else:
+                trades = tape.recent(limit, end_time)
+            return [_agg_trade(trade) for trade in trades]
+
+    def agg_trade_history(self, symbol: str, from_id: int | None = None) -> list[dict]:
+        """Every retained aggregate trade (id >= from_id if given), oldest first.
+
+        The objects are those agg_trades sends; tests use this to compute what
+        a client should have counted.  An extra symbol's trades start here or
+        at its first agg_trades call.
+        """
+        with self._lock:
+            tape = self._tape(self._get(symbol))
+            if tape is None:
+                return []
+            return [_agg_trade(trade) for trade in tape.from_id(from_id or 0, None)]
+
     def book(self, symbol: str) -> tuple[list[Level], list[Level]]:
         """The whole current book as Decimals (bids descending, asks ascending)."""
         with self._lock:
@@ -665,10 +849,14 @@ class Market:
 
     # ----------------------------------------------------------------- movement
     def step(self, n: int = 1) -> None:
-        """Move every symbol n times: mid, spread, top levels, lastUpdateId, 24 h figures."""
+        """Move every symbol n times: mid, spread, top levels, lastUpdateId, 24 h figures.
+
+        TRADING symbols with a trade tape also get this step's aggregate trades.
+        """
         with self._lock:
             for _ in range(n):
                 self._steps += 1
+                now_ms = self.server_time()
                 for sym in self._symbols.values():
                     if sym.status == "BREAK":
                         continue  # no market data is produced
@@ -679,6 +867,7 @@ class Market:
                     top = sym.book.top(_BID if draw & 1 else _ASK, self._steps)
                     if top is not None:
                         sym.stats.record_trades(draw >> 1, top[0], top[1])
+                    sym.record_trades(self._steps, now_ms, self.trade_history_size)
 
     # ----------------------------------------------------------------- mutators
     def set_status(self, symbol: str, status: str) -> None:

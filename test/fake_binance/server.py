@@ -5,8 +5,9 @@ binance-connector (one `requests.Session` per `Spot`) reuses its connections as
 it does against Binance.
 
 Endpoints (GET): /api/v3/ping, /api/v3/time, /api/v3/exchangeInfo,
-/api/v3/depth, /api/v3/ticker/24hr, /api/v3/ticker/bookTicker, with the
-weights, parameters and error codes of `binance-api.md`.
+/api/v3/depth, /api/v3/aggTrades, /api/v3/ticker/24hr,
+/api/v3/ticker/bookTicker, with the weights, parameters and error codes of
+`binance-api.md`.
 
 Where Binance's docs are silent, this fake decides as follows (tests may rely
 on it):
@@ -26,6 +27,12 @@ on it):
   answers), weight 0, header still present.  POST on /api: 405 (other
   methods: the stdlib's 501).
 - `depth?limit=` must match ^[0-9]{1,20}$ (else -1100); 0 gives -1130.
+- aggTrades (weight 4 whatever the parameters): `limit`, `fromId`,
+  `startTime` and `endTime` must match ^[0-9]{1,20}$ (else -1100); limit 0
+  gives -1130 and a limit above 1000 is cut to 1000 (like depth's 5000).
+  `fromId` with `startTime` or `endTime`: -1128.  Only the newest 5000
+  aggregate trades of a symbol exist (`Market.agg_trades`), so an older
+  `fromId` starts at the oldest one kept; startTime > endTime gives `[]`.
 - A `symbols` value that is not a JSON array of strings: -1135; `[]`: -1102.
   Lists are answered in request order.  A parameter sent twice: -1101; an
   empty one: -1105.  Unknown parameters are ignored.
@@ -59,7 +66,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
-from .market import BinanceError, Market
+from .market import DEFAULT_AGG_TRADES_LIMIT, BinanceError, Market
 
 FAULTS = ("status", "reset", "truncate", "non_json", "slow", "json_without_code",
           "invalid_symbol")
@@ -197,6 +204,10 @@ def _weight_depth(params: dict[str, str]) -> int:
     return 250
 
 
+def _weight_agg_trades(_params: dict[str, str]) -> int:
+    return 4
+
+
 def _weight_ticker_24hr(params: dict[str, str]) -> int:
     if "symbol" in params:
         return 2
@@ -252,6 +263,29 @@ def _answer_depth(market: Market, params: dict[str, str]) -> object:
     return market.depth(symbol, int(raw), symbol_status=params.get("symbolStatus"))
 
 
+def _whole_param(params: dict[str, str], name: str) -> int | None:
+    """An optional non-negative integer parameter; -1100 if it is not one."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if not _LIMIT_PATTERN.fullmatch(raw):
+        raise BinanceError(400, -1100, f"Illegal characters found in parameter '{name}'; "
+                                       "legal range is '^[0-9]{1,20}$'.")
+    return int(raw)
+
+
+def _answer_agg_trades(market: Market, params: dict[str, str]) -> object:
+    symbol = params.get("symbol")
+    if symbol is None:
+        raise BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent, was "
+                                       "empty/null, or malformed.")
+    limit = _whole_param(params, "limit")
+    return market.agg_trades(symbol, _whole_param(params, "fromId"),
+                             DEFAULT_AGG_TRADES_LIMIT if limit is None else limit,
+                             start_time=_whole_param(params, "startTime"),
+                             end_time=_whole_param(params, "endTime"))
+
+
 def _answer_ticker_24hr(market: Market, params: dict[str, str]) -> object:
     kind = params.get("type", "FULL")
     if kind not in ("FULL", "MINI"):
@@ -277,6 +311,7 @@ ROUTES: dict[str, _Route] = {
     "/api/v3/time": _Route(_weight_one, _answer_time),
     "/api/v3/exchangeInfo": _Route(_weight_exchange_info, _answer_exchange_info),
     "/api/v3/depth": _Route(_weight_depth, _answer_depth),
+    "/api/v3/aggTrades": _Route(_weight_agg_trades, _answer_agg_trades),
     "/api/v3/ticker/24hr": _Route(_weight_ticker_24hr, _answer_ticker_24hr),
     "/api/v3/ticker/bookTicker": _Route(_weight_book_ticker, _answer_book_ticker),
 }
