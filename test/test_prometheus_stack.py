@@ -5,8 +5,10 @@
   (and by `docker-compose config` where that binary is installed).
 - End to end: the fake Binance, the exporter as a process, and Debian's real
   Prometheus scraping it with a config generated from docker/prometheus/prometheus.yml
-  and the shipped alert rules. Every dashboard query and the left-hand side of
-  every alert must return data, and the values Prometheus stores must be the fake
+  and the shipped alert rules. The exporter runs with its analytics job (the
+  default), so the market-quality panels are checked too. Every dashboard query
+  (for every value of its template variables) and the left-hand side of every
+  alert must return data, and the values Prometheus stores must be the fake
   market's.
 
 Needs PyYAML (requirements-dev.txt). promtool and prometheus come from Debian's
@@ -17,6 +19,7 @@ where it is missing.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -24,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import urllib.parse
 from decimal import Decimal
@@ -56,14 +60,28 @@ NO_PROMTOOL = "promtool not installed (Debian package `prometheus`)"
 NO_PROMETHEUS = "prometheus/promtool not installed (Debian package `prometheus`)"
 
 JOB = "binance"
-# The exporter's defaults for --depth-levels (levels summed per side) and --top-n.
+# The exporter's default --depth-levels (levels summed per side).
 DEPTH_LEVELS = 200
-TOP_N = 5
+# The live exporter's schedule, with analytics on. Its weight plan must stay under
+# half of 6000 per minute or the exporter refuses to start: rankings every 10 s
+# (20 + 80 + TOP_N x 25 + 4 = 154, 924/min), spreads every 1 s (4, 240/min) and
+# analytics every 2 s over 2 x TOP_N symbols (4 x (5 + 4) = 36, 1080/min): 2244.
+TOP_N = 2
+ANALYTICS_DEPTH_LIMIT = 100
+EXPORTER_ARGS = ("--top-n", str(TOP_N), "--update-interval", "1", "--refresh-interval", "10",
+                 "--analytics-interval", "2",
+                 "--analytics-depth-limit", str(ANALYTICS_DEPTH_LIMIT))
 SEED = 7
+# Market steps taken once the exporter follows the trades: each gives every
+# TRADING symbol 1-5 aggregate trades, so the trade-flow panels have rates.
+STEPS = 3
 # `expr` of an alert rule: `<left-hand side> <comparison> <number>`.
 ALERT_EXPR = re.compile(r"^(?P<lhs>.*\S)\s*(?:==|!=|>=|<=|>|<)\s*[-+]?[0-9.]+(?:e[-+]?[0-9]+)?$",
                         re.DOTALL)
-GRAFANA_VARIABLE = re.compile(r"\$(?:__rate_interval|instance)\b")
+GRAFANA_VARIABLE = re.compile(r"\$(\w+)")
+# A template variable's query: label_values(<metric>[{<selector>}], <label>).
+LABEL_VALUES = re.compile(
+    r"label_values\((?P<metric>\w+)(?P<selector>\{[^}]*\})?, (?P<label>\w+)\)")
 
 
 def load_yaml(path: Path) -> Any:
@@ -182,6 +200,10 @@ class AlertRulesTest(unittest.TestCase):
         self.assertEqual(exprs["BinanceUnreachable"], "binance_up == 0")
         self.assertIn("> 30", exprs["BinanceSpreadsStale"])
         self.assertIn("> 180", exprs["BinanceRankingsStale"])
+        self.assertEqual(exprs["BinanceAnalyticsStale"], "time() - binance_last_refresh_timestamp"
+                         '_seconds{exported_job="analytics"} > 90')
+        self.assertEqual(exprs["BinanceSlippageHigh"],
+                         'binance_fill_slippage_ratio{notional="10000"} > 0.005')
         self.assertEqual(exprs["BinanceSpreadBlowout"], "binance_spread_ratio > 0.01")
         self.assertIn("binance_api_request_weight_used / (binance_api_request_weight_limit",
                       exprs["BinanceRateLimitPressure"])
@@ -268,6 +290,24 @@ class DashboardTest(unittest.TestCase):
                        "binance_api_request_weight_limit",
                        "binance_api_backoff_until_timestamp_seconds"):
             self.assertIn(metric, queries)
+
+    def test_market_quality_row(self) -> None:
+        (row,) = [panel for panel in self.dashboard["panels"]
+                  if panel["type"] == "row" and panel["title"] == "Market quality"]
+        self.assertFalse(row["collapsed"])
+        queries = " ".join(expr for _title, expr in dashboard_queries(self.dashboard))
+        for metric in ('binance_fill_slippage_ratio{instance=~"$instance", notional="$notional"}',
+                       'binance_fill_levels{instance=~"$instance", notional="$notional"}',
+                       'band="0.01"', 'band="0.02"',
+                       "rate(binance_traded_quote_volume_total{", 'taker_side="buy"',
+                       'taker_side="sell"', "binance_last_trade_price"):
+            self.assertIn(metric, queries)
+        (notional,) = [variable for variable in self.dashboard["templating"]["list"]
+                       if variable["name"] == "notional"]
+        self.assertEqual(notional["definition"], 'label_values(binance_fill_slippage_ratio'
+                                                 '{instance=~"$instance"}, notional)')
+        self.assertFalse(notional["multi"])  # the panels match it with `=`, one value
+        self.assertEqual(notional["current"]["value"], "10000")  # BinanceSlippageHigh's
 
     def test_provisioning_loads_the_mounted_dashboard(self) -> None:
         (provider,) = load_yaml(DASHBOARDS_YML)["providers"]
@@ -379,6 +419,37 @@ def expected_top(market: Market, quote: str, field: str) -> set[str]:
     return {t["symbol"] for t in tickers[:TOP_N]}
 
 
+def analytics_book(market: Market, symbol: str) -> tuple[list, list, Decimal]:
+    """(bids, asks, mid) of the analytics snapshot: ANALYTICS_DEPTH_LIMIT levels a side."""
+    bids, asks = market.book(symbol)
+    return bids[:ANALYTICS_DEPTH_LIMIT], asks[:ANALYTICS_DEPTH_LIMIT], (bids[0][0] + asks[0][0]) / 2
+
+
+def expected_slippage(levels: list, notional: Decimal, mid: Decimal) -> Decimal | None:
+    """|average price - mid| / mid of a market order of `notional` walking `levels`."""
+    left, quantity = notional, Decimal(0)
+    for price, available in levels:
+        if price * available >= left:
+            return abs(notional / (quantity + left / price) - mid) / mid
+        left -= price * available
+        quantity += available
+    return None
+
+
+def expected_depth(bids: list, asks: list, mid: Decimal, side: str, band: Decimal) -> Decimal:
+    """Notional of one side's levels within `band` of `mid`, edges included."""
+    if side == "bid":
+        return sum((price * qty for price, qty in bids if price >= mid * (1 - band)), Decimal(0))
+    return sum((price * qty for price, qty in asks if price <= mid * (1 + band)), Decimal(0))
+
+
+def sample_value(samples: list[dict[str, Any]], **labels: str) -> float:
+    """The value of the one sample carrying `labels`."""
+    (value,) = [float(sample["value"][1]) for sample in samples
+                if labels.items() <= sample["metric"].items()]
+    return value
+
+
 @unittest.skipUnless(PROMETHEUS and PROMTOOL, NO_PROMETHEUS)
 class LiveStackTest(unittest.TestCase):
     """Prometheus with the shipped config and rules, scraping the exporter on the fake market."""
@@ -390,6 +461,8 @@ class LiveStackTest(unittest.TestCase):
     STARTUP_TIMEOUT = 60.0
 
     twin: Market
+    # The trade each analytics symbol's counters started with (its newest before the step).
+    first_trades: dict[str, dict[str, Any]]
     fake: FakeBinance
     exporter: Exporter
     prometheus: subprocess.Popen
@@ -401,13 +474,13 @@ class LiveStackTest(unittest.TestCase):
     def setUpClass(cls) -> None:
         cls.tmp = tempfile.TemporaryDirectory()  # pylint: disable=consider-using-with
         cls.addClassCleanup(cls.tmp.cleanup)
-        # A market that never steps, and a twin of it that the expected values
-        # come from: what Prometheus stores must equal the twin's books.
+        # A market that moves only when told, and a twin of it, moved alike, that
+        # the expected values come from: what Prometheus stores must equal the
+        # twin's books.
         cls.twin = Market(seed=SEED)
         cls.fake = FakeBinance(Market(seed=SEED), port=0).start()
         cls.addClassCleanup(cls.fake.stop)
-        cls.exporter = Exporter(cls.fake.url, "--update-interval", "1",
-                                "--refresh-interval", "10")
+        cls.exporter = Exporter(cls.fake.url, *EXPORTER_ARGS)
         cls.addClassCleanup(cls.exporter.close)
         cls.exporter.wait_ready(timeout=30)
         cls.instance = f"127.0.0.1:{cls.exporter.port}"
@@ -425,9 +498,23 @@ class LiveStackTest(unittest.TestCase):
             )
         cls.addClassCleanup(cls._stop_prometheus)
         try:
-            wait_until(cls._has_scraped, cls.STARTUP_TIMEOUT, interval=0.5)
+            # Trades happen only when the market steps. Step it once Prometheus
+            # holds the trade counters as the exporter started them, so that
+            # rate() over them sees trades, then wait until every job has
+            # refreshed from the stepped market and that has been scraped.
+            wait_until(cls._follows_trades, cls.STARTUP_TIMEOUT, interval=0.5)
+            cls.first_trades = {
+                symbol: cls.twin.agg_trades(symbol, limit=1)[-1]
+                for symbol in (expected_top(cls.twin, "BTC", "quoteVolume")
+                               | expected_top(cls.twin, "USDT", "count"))
+            }
+            stepped_at = time.time()
+            cls.fake.market.step(STEPS)
+            cls.twin.step(STEPS)
+            wait_until(lambda: cls._has_scraped(stepped_at), cls.STARTUP_TIMEOUT, interval=0.5)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}: {cls._prometheus_log()}") from exc
+            raise AssertionError(f"{exc}: prometheus: {cls._prometheus_log()}\n"
+                                 f"exporter: {cls.exporter.output()[1][-2000:]}") from exc
 
     @classmethod
     def _stop_prometheus(cls) -> None:
@@ -461,22 +548,51 @@ class LiveStackTest(unittest.TestCase):
         return data["result"]
 
     @classmethod
-    def _has_scraped(cls) -> bool:
-        """Ready for every query: a few scrapes stored and every rule evaluated once."""
+    def _scalar(cls, expr: str) -> float | None:
+        """The value of a one-sample query, None while it has none (or Prometheus is not up)."""
         if cls.prometheus.poll() is not None:
             raise AssertionError(f"prometheus exited: {cls._prometheus_log()}")
         try:
-            samples = cls.query(f'count_over_time(up{{job="{JOB}"}}[{cls.RATE_INTERVAL}])')
+            samples = cls.query(expr)
+        except (OSError, ValueError, AssertionError):
+            return None
+        return float(samples[0]["value"][1]) if samples else None
+
+    @classmethod
+    def _follows_trades(cls) -> bool:
+        """Prometheus holds every trade counter from two scrapes (the analytics job ran)."""
+        stored = cls._scalar("min(count_over_time(binance_trades_total[1m]))")
+        return stored is not None and stored >= 2
+
+    @classmethod
+    def _has_scraped(cls, stepped_at: float) -> bool:
+        """Ready for every query: a few scrapes stored, every rule evaluated once, and
+        every job refreshed from the stepped market at least twice (the spread delta is
+        back to 0) as Prometheus last scraped it."""
+        scrapes = cls._scalar(f'count_over_time(up{{job="{JOB}"}}[{cls.RATE_INTERVAL}])')
+        refreshed = cls._scalar("min(binance_last_refresh_timestamp_seconds)")
+        try:
             groups = cls._api("rules")["groups"]
         except (OSError, ValueError, AssertionError):
             return False
         evaluated = all(not rule["lastEvaluation"].startswith("0001")
                         for group in groups for rule in group["rules"])
-        return bool(groups) and evaluated and bool(samples) and float(samples[0]["value"][1]) >= 3
+        return (bool(groups) and evaluated and scrapes is not None and scrapes >= 3
+                and refreshed is not None and refreshed > stepped_at + 3)
 
     def values(self, expr: str, label: str) -> dict[str, float]:
         """An instant query's values by one label."""
         return {sample["metric"][label]: float(sample["value"][1]) for sample in self.query(expr)}
+
+    def variable_values(self, definition: str) -> list[str]:
+        """The values Grafana offers for a label_values(...) variable (instance = ours)."""
+        match = LABEL_VALUES.fullmatch(definition)
+        if match is None:
+            raise AssertionError(f"not label_values(<metric>[{{...}}], <label>): {definition}")
+        selector = (match.group("selector") or "").replace("$instance", self.instance)
+        label = match.group("label")
+        return sorted(sample["metric"][label] for sample in
+                      self.query(f"count by ({label}) ({match.group('metric')}{selector})"))
 
     def test_target_up(self) -> None:
         (sample,) = self.query(f'up{{job="{JOB}"}}')
@@ -487,7 +603,7 @@ class LiveStackTest(unittest.TestCase):
 
     def test_exporter_job_label_is_kept_as_exported_job(self) -> None:
         jobs = self.values("binance_refresh_success", "exported_job")
-        self.assertEqual((jobs.get("rankings"), jobs.get("spreads")), (1.0, 1.0), jobs)
+        self.assertEqual(jobs, {"rankings": 1.0, "spreads": 1.0, "analytics": 1.0})
         self.assertEqual({s["metric"]["job"] for s in self.query("binance_refresh_success")}, {JOB})
 
     def test_spreads_are_the_markets(self) -> None:
@@ -503,7 +619,7 @@ class LiveStackTest(unittest.TestCase):
                                 (value, spread))
                 self.assertTrue(math.isclose(ratios[symbol], float(spread / mid),
                                              rel_tol=1e-9), (ratios[symbol], spread / mid))
-                self.assertEqual(deltas[symbol], 0.0)  # the market never stepped
+                self.assertEqual(deltas[symbol], 0.0)  # no step since the previous refresh
 
     def test_notionals_are_the_markets(self) -> None:
         stored = self.query("binance_order_book_notional")
@@ -517,25 +633,81 @@ class LiveStackTest(unittest.TestCase):
                 self.assertTrue(math.isclose(float(sample["value"][1]), float(expected),
                                              rel_tol=1e-12), (sample["value"][1], expected))
 
-    def test_every_dashboard_query_returns_data(self) -> None:
-        def substitute(match: re.Match) -> str:
-            if match.group(0) == "$instance":
-                return self.instance
-            return self.RATE_INTERVAL
+    def test_trade_flow_is_the_markets(self) -> None:
+        trades = self.query("binance_trades_total")
+        quote = self.query("binance_traded_quote_volume_total")
+        prices = self.values("binance_last_trade_price", "symbol")
+        self.assertEqual(set(prices), set(self.first_trades))
+        for symbol, first in self.first_trades.items():
+            # Counting starts with the newest trade when the exporter starts following.
+            tape = self.twin.agg_trade_history(symbol, first["a"])
+            self.assertEqual(tape[0], first)
+            self.assertGreater(len(tape), 1)  # the steps traded
+            for side in ("buy", "sell"):
+                with self.subTest(symbol=symbol, taker_side=side):
+                    # A buying taker hits the asks: the buyer is not the maker (`m` false).
+                    mine = [trade for trade in tape if trade["m"] == (side == "sell")]
+                    count = sample_value(trades, symbol=symbol, taker_side=side)
+                    volume = sample_value(quote, symbol=symbol, taker_side=side)
+                    self.assertEqual(count, sum(t["l"] - t["f"] + 1 for t in mine))
+                    expected = sum((Decimal(t["p"]) * Decimal(t["q"]) for t in mine), Decimal(0))
+                    self.assertTrue(math.isclose(volume, float(expected), rel_tol=1e-12),
+                                    (volume, expected))
+            self.assertEqual(prices[symbol], float(tape[-1]["p"]))
 
+    def test_market_quality_is_the_markets(self) -> None:
+        slippages = self.query("binance_fill_slippage_ratio")
+        # A 1000 USDT order fills within 100 levels of every ranked USDT book.
+        self.assertEqual({s["metric"]["symbol"] for s in slippages
+                          if s["metric"]["notional"] == "1000"},
+                         expected_top(self.twin, "USDT", "count"))
+        for sample in slippages:
+            labels = sample["metric"]
+            with self.subTest(metric="slippage", **labels):
+                bids, asks, mid = analytics_book(self.twin, labels["symbol"])
+                expected = expected_slippage(asks if labels["side"] == "buy" else bids,
+                                             Decimal(labels["notional"]), mid)
+                self.assertIsNotNone(expected)
+                self.assertTrue(math.isclose(float(sample["value"][1]), float(expected),
+                                             rel_tol=1e-9), (sample["value"][1], expected))
+        depths = self.query("binance_order_book_depth_notional")
+        self.assertTrue({"0.01", "0.02"} <= {s["metric"]["band"] for s in depths})
+        for sample in depths:
+            labels = sample["metric"]
+            with self.subTest(metric="depth", **labels):
+                bids, asks, mid = analytics_book(self.twin, labels["symbol"])
+                expected = expected_depth(bids, asks, mid, labels["side"],
+                                          Decimal(labels["band"]))
+                self.assertTrue(math.isclose(float(sample["value"][1]), float(expected),
+                                             rel_tol=1e-12), (sample["value"][1], expected))
+
+    def test_every_dashboard_query_returns_data(self) -> None:
+        # Each query runs with every value its template variables offer, as a
+        # viewer may pick any of them; $instance is the exporter under test.
         dashboard = load_dashboard()
-        queries = dashboard_queries(dashboard)
+        choices: dict[str, list[str]] = {"__rate_interval": [self.RATE_INTERVAL],
+                                         "instance": [self.instance]}
         for variable in dashboard["templating"]["list"]:
-            # label_values(<metric>, instance) is Grafana's; its metric must have our instance.
-            metric = re.fullmatch(r"label_values\((\w+), instance\)", variable["definition"])
-            self.assertIsNotNone(metric, variable["definition"])
-            queries.append((f"variable {variable['name']}",
-                            f'{metric.group(1)}{{instance=~"$instance"}}'))
-        for title, expr in queries:
-            with self.subTest(panel=title):
-                promql = GRAFANA_VARIABLE.sub(substitute, expr)
-                self.assertNotIn("$", promql)
-                self.assertTrue(self.query(promql), f"no data for {promql}")
+            with self.subTest(variable=variable["name"]):
+                values = self.variable_values(variable["definition"])
+                if variable["name"] == "instance":
+                    self.assertIn(self.instance, values)
+                else:
+                    choices[variable["name"]] = values
+                    self.assertTrue(values, f"no values for {variable['definition']}")
+                    self.assertIn(variable["current"]["value"], values)
+        for title, expr in dashboard_queries(dashboard):
+            names = sorted(set(GRAFANA_VARIABLE.findall(expr)))
+            self.assertLessEqual(set(names), set(choices), f"{title}: unknown variable")
+            for picked in itertools.product(*(choices[name] for name in names)):
+                chosen = dict(zip(names, picked))
+                promql = GRAFANA_VARIABLE.sub(lambda match, c=chosen: c[match.group(1)], expr)
+                with self.subTest(panel=title, variables=chosen):
+                    self.assertNotIn("$", promql)
+                    values = [float(sample["value"][1]) for sample in self.query(promql)]
+                    # A ratio of two zero rates is NaN: a series, but no data to show.
+                    self.assertTrue(any(map(math.isfinite, values)),
+                                    f"no data for {promql}: {values}")
 
     def test_every_alert_evaluates_and_its_left_hand_side_returns_data(self) -> None:
         # The full expression must evaluate (it is empty while all is well); the
