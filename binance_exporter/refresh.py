@@ -275,16 +275,17 @@ class Refresher:
                 result = future.result()
                 book = result if isinstance(result, OrderBook) else parse_depth(result, symbol)
             except REFRESH_ERRORS as exc:
-                error = exc
                 if isinstance(exc, NotSynced):
                     # Out of sync is known to be wrong: absent, not the old value.
+                    # The stream's own job reports it; the REST rankings did not fail.
                     self.skip(RANKINGS, NOT_SYNCED)
                 elif isinstance(exc, BinanceError) and exc.invalid_symbol:
                     # Delisted since exchangeInfo was read: drop it, keep the others.
                     self.skip(RANKINGS, INVALID_SYMBOL)
-                    error = None
-                elif previous is not None and symbol in previous.notional:
-                    notional[symbol] = previous.notional[symbol]
+                else:
+                    error = exc
+                    if previous is not None and symbol in previous.notional:
+                        notional[symbol] = previous.notional[symbol]
                 continue
             value = self._book_notional(book)
             if value is not None:

@@ -67,6 +67,10 @@ class StreamRefresher(Refresher):
             notional, vwaps, _error = self._collect_notional(self._submit_depths(btc), None)
             spreads = self._fetch_spreads(list(answers.spread_symbols))
             vwaps.update(self._spread_vwaps(answers.spread_symbols))
+            unsynced = sorted(set(btc) - set(self.books.synced_books(1)))
+            error = spreads.error or (
+                NotSynced(f"order books not in sync: {', '.join(unsynced)}") if unsynced else None
+            )
             updated = replace(
                 answers,
                 notional=notional,
@@ -75,7 +79,8 @@ class StreamRefresher(Refresher):
                 deltas={s: d for s, d in answers.deltas.items() if s in spreads.values},
                 **self._vwap_fields(vwaps),
             )
-            return self.publish(previous, updated, {SPREADS: (spreads.error, started)})
+            # The books job is reported as `spreads`: it is what keeps them current.
+            return self.publish(previous, updated, {SPREADS: (error, started)})
 
     # Where the books come from ---------------------------------------------
 

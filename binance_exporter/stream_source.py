@@ -60,12 +60,22 @@ class StreamBooks:
         return [depth_stream(s) for s in symbols]
 
     def on_connect(self) -> None:
-        """A new connection: every book starts over from a fresh snapshot."""
+        """A new connection: every book starts over from a fresh snapshot.
+
+        The snapshots are fetched shortly after subscribing even if no event
+        has arrived yet: a quiet symbol may send none for a long time. A
+        snapshot older than the subscription shows up as a gap at the first
+        event, and that book simply starts over.
+        """
         with self._lock:
             for symbol, book in self._books.items():
                 if book.last_update_id is not None:
                     self._resyncs[symbol] += 1
                 book.reset()
+                self._fetching.add(symbol)
+            symbols = list(self._books)
+        for symbol in symbols:
+            self._later(symbol)
 
     # Events (stream reader thread) -----------------------------------------
 
