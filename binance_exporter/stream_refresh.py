@@ -46,6 +46,10 @@ class StreamRefresher(Refresher):
         super().__init__(client, store, settings, clock=clock)
         self.books = books
         self.on_track = on_track
+        # The synced books as read once at the start of a refresh_books run, so
+        # one run copies each book once, not once per answer it feeds.
+        self._view: dict[str, OrderBook] | None = None
+        self._vwap_cache: dict[str, tuple[int, Decimal | None]] = {}  # symbol -> (u, vwap)
 
     def refresh_rankings(self) -> Snapshot:
         with self.lock:
@@ -63,11 +67,15 @@ class StreamRefresher(Refresher):
             answers = previous.answers
             if answers is None:
                 return previous
-            btc = [t.symbol for t in answers.top_btc if t.symbol in answers.symbols]
-            notional, vwaps, _error = self._collect_notional(self._submit_depths(btc), None)
-            spreads = self._fetch_spreads(list(answers.spread_symbols))
-            vwaps.update(self._spread_vwaps(answers.spread_symbols))
-            unsynced = sorted(set(btc) - set(self.books.synced_books(1)))
+            self._view = self.books.synced_books(self.settings.depth_levels)
+            try:
+                btc = [t.symbol for t in answers.top_btc if t.symbol in answers.symbols]
+                notional, vwaps, _error = self._collect_notional(self._submit_depths(btc), None)
+                spreads = self._fetch_spreads(list(answers.spread_symbols))
+                vwaps.update(self._spread_vwaps(answers.spread_symbols))
+                unsynced = sorted(set(btc) - set(self._view))
+            finally:
+                self._view = None
             error = spreads.error or (
                 NotSynced(f"order books not in sync: {', '.join(unsynced)}") if unsynced else None
             )
@@ -92,8 +100,13 @@ class StreamRefresher(Refresher):
         self.on_track(list(dict.fromkeys(wanted)))
         return info, top_btc, top_usdt
 
+    def _synced(self) -> dict[str, OrderBook]:
+        if self._view is not None:
+            return self._view
+        return self.books.synced_books(self.settings.depth_levels)
+
     def _submit_depths(self, symbols: list[str]) -> dict[str, Future[object]]:
-        books = self.books.synced_books(self.settings.depth_levels)
+        books = self._synced()
         futures: dict[str, Future[object]] = {}
         for symbol in symbols:
             future: Future[object] = Future()
@@ -105,7 +118,7 @@ class StreamRefresher(Refresher):
         return futures
 
     def _fetch_spreads(self, symbols: list[str]) -> Spreads:
-        books = self.books.synced_books(1)
+        books = self._synced()
         values: dict[str, Decimal] = {}
         ratios: dict[str, Decimal] = {}
         missing = []
@@ -125,9 +138,21 @@ class StreamRefresher(Refresher):
         return Spreads(values, ratios, error)
 
     def _spread_vwaps(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
-        books: dict[str, OrderBook] = self.books.synced_books(self.settings.depth_levels)
-        return {
-            s: value for s in symbols
-            if s in books and (value := vwap_price(books[s], self.settings.depth_levels))
-            is not None
-        }
+        """VWAP mid of each synced spread book; recomputed only when the book moved."""
+        books = self._synced()
+        vwaps: dict[str, Decimal] = {}
+        cache: dict[str, tuple[int, Decimal | None]] = {}
+        for symbol in symbols:
+            book = books.get(symbol)
+            if book is None:
+                continue
+            cached = self._vwap_cache.get(symbol)
+            if cached is not None and cached[0] == book.last_update_id:
+                value = cached[1]
+            else:
+                value = vwap_price(book, self.settings.depth_levels)
+            cache[symbol] = (book.last_update_id, value)
+            if value is not None:
+                vwaps[symbol] = value
+        self._vwap_cache = cache
+        return vwaps
