@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 import time
 import urllib.request
 from decimal import Decimal
+
+from prometheus_client import CollectorRegistry
 
 from binance_exporter.binance_client import ApiStats
 from binance_exporter.collector import SnapshotCollector
@@ -26,7 +29,6 @@ from binance_exporter.snapshot import Answers, Snapshot, SnapshotStore
 from binance_exporter.stream_refresh import PUBLISH_INTERVAL, StreamRefresher
 from binance_exporter.stream_source import StreamBooks, depth_stream
 from binance_exporter.workers import DaemonPool
-from prometheus_client import CollectorRegistry
 
 SYMBOLS = 50
 LEVELS = 1000
@@ -74,46 +76,65 @@ def _events(client: _SnapshotClient, count: int, rng: random.Random) -> list[tup
     return messages
 
 
+class _Rig:
+    """Synced books for SYMBOLS symbols, a refresher over them, and a /metrics server."""
+
+    def __init__(self) -> None:
+        self.client = _SnapshotClient()
+        self.pool = DaemonPool(2)
+        self.books = StreamBooks(self.client, self.pool, LEVELS)
+        store = SnapshotStore()
+        self.refresher = StreamRefresher(self.client, store, Settings(), self.books,
+                                         on_track=self.books.track)
+        names = list(self.client.mids)
+        self.books.track(names)
+        self.books.on_connect()  # every book fetches its snapshot
+        deadline = time.monotonic() + 10
+        while len(self.books.synced_books(1)) < SYMBOLS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tickers = tuple(Ticker24h(s, Decimal(1), Decimal(1), 1) for s in names[:5])
+        store.publish(Snapshot(answers=Answers(
+            symbols={s: SymbolInfo(s, s[:3], "USDT", "TRADING") for s in names},
+            top_btc=tickers, top_usdt=tickers, notional={}, spread_symbols=tuple(names),
+            spreads={}, spread_ratios={}, deltas={})))
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SnapshotCollector(store.current, self.client.stats))
+        exposition = Exposition(registry)
+        store.subscribe(exposition.update)
+        self.server = ExporterServer(("127.0.0.1", 0), exposition, lambda: True, "bench")
+        self.server.serve_in_thread()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/metrics"
+
+    def close(self) -> None:
+        """Stop the server and the workers."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.pool.shutdown()
+        self.refresher.close()
+
+
+def _percentile(values: list[float], share: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * share))] if values else float("nan")
+
+
 def run(events: int = 200_000, seed: int = 1) -> dict[str, float]:
     """Feed `events` diff events; returns events/s and scrape latency figures (ms)."""
-    client = _SnapshotClient()
-    pool = DaemonPool(2)
-    books = StreamBooks(client, pool, LEVELS)
-    store = SnapshotStore()
-    refresher = StreamRefresher(client, store, Settings(), books, on_track=books.track)
-    names = list(client.mids)
-    books.track(names)
-    books.on_connect()  # every book fetches its snapshot
-    deadline = time.monotonic() + 10
-    while len(books.synced_books(1)) < SYMBOLS and time.monotonic() < deadline:
-        time.sleep(0.05)
-    infos = {s: SymbolInfo(s, s[:3], "USDT", "TRADING") for s in names}
-    tickers = tuple(Ticker24h(s, Decimal(1), Decimal(1), 1) for s in names[:5])
-    store.publish(Snapshot(answers=Answers(
-        symbols=infos, top_btc=tickers, top_usdt=tickers, notional={},
-        spread_symbols=tuple(names), spreads={}, spread_ratios={}, deltas={})))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(store.current, client.stats))
-    exposition = Exposition(registry)
-    store.subscribe(exposition.update)
-    server = ExporterServer(("127.0.0.1", 0), exposition, lambda: True, "bench")
-    server.serve_in_thread()
-    url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
-    messages = _events(client, events, random.Random(seed))
+    rig = _Rig()
+    messages = _events(rig.client, events, random.Random(seed))
     stop = threading.Event()
     latencies: list[float] = []
     publishes = [0]
 
     def publisher() -> None:
         while not stop.is_set():
-            refresher.refresh_books()
+            rig.refresher.refresh_books()
             publishes[0] += 1
             stop.wait(PUBLISH_INTERVAL)
 
     def scraper() -> None:
         while not stop.is_set():
             started = time.perf_counter()
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(rig.url, timeout=5) as response:
                 response.read()
             latencies.append((time.perf_counter() - started) * 1000)
             stop.wait(0.05)
@@ -122,7 +143,7 @@ def run(events: int = 200_000, seed: int = 1) -> dict[str, float]:
                threading.Thread(target=scraper, daemon=True)]
     for thread in threads:
         thread.start()
-    on_data = books.on_data
+    on_data = rig.books.on_data
     started = time.perf_counter()
     for stream, text in messages:
         on_data(stream, json.loads(text)["data"])
@@ -130,25 +151,22 @@ def run(events: int = 200_000, seed: int = 1) -> dict[str, float]:
     stop.set()
     for thread in threads:
         thread.join(5)
-    server.shutdown()
-    server.server_close()
-    pool.shutdown()
-    refresher.close()
+    rig.close()
     latencies.sort()
-    synced = len(books.synced_books(1))
     return {
         "events": float(events),
         "events_per_second": events / elapsed,
-        "synced_books": float(synced),
-        "resyncs": float(sum(books.resyncs().values())),
+        "synced_books": float(len(rig.books.synced_books(1))),
+        "resyncs": float(sum(rig.books.resyncs().values())),
         "publishes": float(publishes[0]),
         "scrapes": float(len(latencies)),
-        "scrape_p50_ms": latencies[len(latencies) // 2] if latencies else float("nan"),
-        "scrape_p99_ms": latencies[int(len(latencies) * 0.99)] if latencies else float("nan"),
+        "scrape_p50_ms": _percentile(latencies, 0.5),
+        "scrape_p99_ms": _percentile(latencies, 0.99),
         "scrape_max_ms": latencies[-1] if latencies else float("nan"),
     }
 
 
 if __name__ == "__main__":
+    sys.setswitchinterval(0.001)  # as the exporter does in stream mode
     for name, value in run().items():
         print(f"{name:>20} {value:,.2f}")
