@@ -329,8 +329,10 @@ def _http_server(
     exposition = Exposition(registry)
     store.subscribe(exposition.update)
     try:
+        # Ready once the page being served shows the answers, not while the store
+        # has them and the page is still being rendered.
         return ExporterServer(
-            listen, exposition, lambda: store.current().ready, refresher.client.base_url
+            listen, exposition, lambda: exposition.page().ready, refresher.client.base_url
         )
     except OSError as exc:
         click.echo(f"error: cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}",

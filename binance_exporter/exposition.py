@@ -27,6 +27,7 @@ class Page:
 
     body: bytes
     gzipped: bytes
+    ready: bool = False  # whether the snapshot this page shows answers every question
 
 
 class Exposition:
@@ -36,14 +37,15 @@ class Exposition:
         self._registry = registry
         self._page = self._render()
 
-    def _render(self) -> Page:
+    def _render(self, snapshot: Snapshot | None = None) -> Page:
         body = generate_latest(self._registry)
         # Level 6 is within a few percent of 9's size at a fraction of the CPU.
-        return Page(body=body, gzipped=gzip.compress(body, compresslevel=6, mtime=0))
+        return Page(body=body, gzipped=gzip.compress(body, compresslevel=6, mtime=0),
+                    ready=snapshot is not None and snapshot.ready)
 
-    def update(self, _snapshot: Snapshot | None = None) -> None:
+    def update(self, snapshot: Snapshot | None = None) -> None:
         """Re-render; used as a SnapshotStore subscriber."""
-        self._page = self._render()
+        self._page = self._render(snapshot)
 
     def page(self) -> Page:
         """The latest rendering (replacing the reference is atomic, so no lock)."""

@@ -33,6 +33,9 @@ class ExporterServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's backlog of 5 overflows when several scrapers and probes
+    # connect at once: the kernel drops the SYN and the client retries 1 s later.
+    request_queue_size = 128
 
     def __init__(
         self,
