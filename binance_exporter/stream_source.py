@@ -112,8 +112,11 @@ class StreamBooks:
         try:
             snapshot = parse_depth(self.client.depth(symbol, self.snapshot_limit), symbol)
         except (BinanceError, PayloadError) as exc:
-            LOG.warning("%s: depth snapshot failed (%s); trying again", symbol, exc)
-            self._later(symbol)
+            # Waiting out a 429/418 or this minute's weight budget: try when it ends.
+            wait = max(REFETCH_DELAY, getattr(exc, "retry_after", None) or 0.0)
+            LOG.warning("%s: depth snapshot failed (%s); trying again in %.1f s", symbol, exc,
+                        wait)
+            self._later(symbol, wait)
             return
         with self._lock:
             self._fetching.discard(symbol)
@@ -132,8 +135,8 @@ class StreamBooks:
         elif outcome is Outcome.SYNCED:
             self.on_change()
 
-    def _later(self, symbol: str) -> None:
-        timer = threading.Timer(REFETCH_DELAY, self._resubmit, args=(symbol,))
+    def _later(self, symbol: str, delay: float = REFETCH_DELAY) -> None:
+        timer = threading.Timer(delay, self._resubmit, args=(symbol,))
         timer.daemon = True
         timer.start()
 
