@@ -57,6 +57,7 @@ class StreamModeTest(unittest.TestCase):
         self.rest.reset_log()
         for _ in range(3):
             self.market.step()
+            self.streams.flush()  # the fake has sent the diffs: from here it is our latency
             started = time.monotonic()
             self.follows(timeout=1.0)
             self.assertLess(time.monotonic() - started, 1.0)
@@ -93,8 +94,9 @@ class StreamModeTest(unittest.TestCase):
         self.follows()
         self.streams.skip_next_event("BTCUSDT")
         self.market.step()  # this step's event is lost...
-        time.sleep(0.3)
+        self.streams.flush()
         self.market.step()  # ...and the next one shows the gap
+        self.streams.flush()
         wait_until(lambda: (sample(self.exporter.scrape(), "binance_order_book_resyncs_total",
                                    symbol="BTCUSDT") or 0) >= 1, timeout=10)
         self.market.step()
