@@ -69,7 +69,8 @@ class Scheduler:
                 if snapshot.jobs[RANKINGS].success:
                     failures = 0
                     next_rankings = now + self.refresh_interval
-                    next_spreads = now + self.update_interval
+                    # From the end of the run: it read the spreads just now.
+                    next_spreads = self._clock() + self.update_interval
                     self.on_rankings(snapshot)
                 else:
                     failures += 1
