@@ -195,13 +195,11 @@ def _weight_depth(params: dict[str, str]) -> int:
     """By the limit requested, not the levels returned: 5 / 25 / 50 / 250."""
     raw = params.get("limit", "100")
     limit = int(raw) if _LIMIT_PATTERN.fullmatch(raw) else 100
-    if limit <= 100:
-        return 5
-    if limit <= 500:
-        return 25
-    if limit <= 1000:
-        return 50
-    return 250
+    return next((weight for bound, weight in _DEPTH_WEIGHTS if limit <= bound), 250)
+
+
+# (highest limit, weight) from the docs; written as a table here, as the docs do.
+_DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50))
 
 
 def _weight_agg_trades(_params: dict[str, str]) -> int:
