@@ -34,7 +34,7 @@ from binance_exporter.analytics import (
     simulate_fill,
 )
 from binance_exporter.binance_client import AGG_TRADES_WEIGHT, BinanceError, depth_weight
-from binance_exporter.market import Level, OrderBook, parse_depth, quote_problem
+from binance_exporter.market import Level, OrderBook, book_top, parse_depth, quote_problem
 from binance_exporter.refresh import REFRESH_ERRORS, Refresher
 from binance_exporter.snapshot import (
     ANALYTICS,
@@ -145,9 +145,8 @@ class AnalyticsJob:
         limit = self.settings.depth_limit
         mid = mid_price(book)
         if mid is None:
-            best_bid = book.bids[0][0] if book.bids else Decimal(0)
-            best_ask = book.asks[0][0] if book.asks else Decimal(0)
-            self.refresher.skip(ANALYTICS, quote_problem(best_bid, best_ask) or "no_mid")
+            top = book_top("", book)
+            self.refresher.skip(ANALYTICS, quote_problem(top.bid_price, top.ask_price) or "no_mid")
             return BookAnalytics(fills={}, bands={})
         fills: dict[tuple[str, Decimal], Fill] = {}
         for side, levels in ((BUY, book.asks), (SELL, book.bids)):

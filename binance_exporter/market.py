@@ -257,6 +257,14 @@ def parse_book_tickers(payload: Any) -> dict[str, BookTop]:
     return tops
 
 
+def book_top(symbol: str, book: OrderBook) -> BookTop:
+    """The best bid and ask of a depth book, an empty side as price 0 like bookTicker."""
+    bid = book.bids[0] if book.bids else (ZERO, ZERO)
+    ask = book.asks[0] if book.asks else (ZERO, ZERO)
+    return BookTop(symbol=symbol, bid_price=bid[0], bid_qty=bid[1], ask_price=ask[0],
+                   ask_qty=ask[1])
+
+
 # Why a quote cannot give a spread; also the `reason` label of the skip counter.
 EMPTY = "empty"
 ONE_SIDED = "one_sided"

@@ -44,10 +44,13 @@ from binance_exporter.market import (
     parse_depth,
     parse_exchange_info,
     parse_tickers_24h,
+    BookTop,
     quote_problem,
     shard_owns,
+    spread,
     side_notional,
     spread_deltas,
+    spread_ratio,
     Ticker24h,
     top_by_trades,
     tradable_symbols,
@@ -325,20 +328,31 @@ class Refresher:
             # request. The all-symbols form costs the same weight (4) and
             # answers for every symbol that still exists.
             tops = parse_book_tickers(self.client.book_tickers(None))
+        spreads, missing = self.measure_spreads(symbols, tops)
+        for _ in missing:  # absent from an all-symbols answer: no longer listed
+            self.skip(SPREADS, INVALID_SYMBOL)
+        return spreads
+
+    def measure_spreads(
+        self, symbols: list[str], tops: Mapping[str, BookTop]
+    ) -> tuple[Spreads, list[str]]:
+        """Spread and spread/mid of each symbol's best quotes, and the symbols without any.
+
+        An empty, one-sided or crossed quote gives no value; it is counted instead.
+        """
         values: dict[str, Decimal] = {}
         ratios: dict[str, Decimal] = {}
+        missing: list[str] = []
         for symbol in symbols:
             top = tops.get(symbol)
             if top is None:
-                self.skip(SPREADS, INVALID_SYMBOL)
-                continue
-            problem = quote_problem(top.bid_price, top.ask_price)
-            if problem is not None:
+                missing.append(symbol)
+            elif (problem := quote_problem(top.bid_price, top.ask_price)) is not None:
                 self.skip(SPREADS, problem)
-                continue
-            values[symbol] = top.ask_price - top.bid_price
-            ratios[symbol] = values[symbol] / ((top.ask_price + top.bid_price) / 2)
-        return Spreads(values, ratios)
+            else:
+                values[symbol] = spread(top)  # type: ignore[assignment]  # checked above
+                ratios[symbol] = spread_ratio(top)  # type: ignore[assignment]
+        return Spreads(values, ratios), missing
 
     def _spreads_result(
         self, future: Future[Spreads], symbols: list[str], previous: Snapshot

@@ -16,7 +16,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Callable
 
-from binance_exporter.market import ExchangeInfo, OrderBook, Ticker24h, quote_problem
+from binance_exporter.market import ExchangeInfo, OrderBook, Ticker24h, book_top
 from binance_exporter.refresh import (
     SPREADS,
     NotSynced,
@@ -118,24 +118,12 @@ class StreamRefresher(Refresher):
         return futures
 
     def _fetch_spreads(self, symbols: list[str]) -> Spreads:
-        books = self._synced()
-        values: dict[str, Decimal] = {}
-        ratios: dict[str, Decimal] = {}
-        missing = []
-        for symbol in symbols:
-            book = books.get(symbol)
-            if book is None:
-                missing.append(symbol)
-                continue
-            bid = book.bids[0][0] if book.bids else Decimal(0)
-            ask = book.asks[0][0] if book.asks else Decimal(0)
-            if (problem := quote_problem(bid, ask)) is not None:
-                self.skip(SPREADS, problem)
-                continue
-            values[symbol] = ask - bid
-            ratios[symbol] = values[symbol] / ((ask + bid) / 2)
-        error = NotSynced(f"order books not in sync: {', '.join(missing)}") if missing else None
-        return Spreads(values, ratios, error)
+        tops = {s: book_top(s, book) for s, book in self._synced().items()}
+        spreads, missing = self.measure_spreads(symbols, tops)
+        if missing:
+            return replace(spreads, error=NotSynced(f"order books not in sync: "
+                                                    f"{', '.join(missing)}"))
+        return spreads
 
     def _spread_vwaps(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
         """VWAP mid of each synced spread book; recomputed only when the book moved."""
