@@ -158,7 +158,6 @@ class Refresher:
         self.listed: frozenset[str] = frozenset()  # every symbol in the last exchangeInfo
         self._reported: dict[str, Decimal] = {}  # the spreads the last delta was taken from
         self._averages: dict[str, dict[str, TimeWeightedAverage]] = {}
-        self._monotonic = time.monotonic
         # Jobs that may run on different threads (stream mode) take turns here,
         # since each builds its snapshot on the current one.
         self.lock = threading.RLock()
@@ -386,7 +385,7 @@ class Refresher:
 
     def _vwap_fields(self, vwaps: Mapping[str, Decimal]) -> dict[str, Mapping]:
         """VWAP mids now and their time-weighted averages, sampled at this moment."""
-        now = self._monotonic()
+        now = time.monotonic()  # averages weigh durations: a clock that never jumps
         averages: dict[tuple[str, str], Decimal] = {}
         for symbol in set(self._averages) - set(vwaps):
             del self._averages[symbol]
