@@ -7,12 +7,16 @@ pre-rendered bytes, so they never wait on Binance or on a refresh.
 from __future__ import annotations
 
 import html
+import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from binance_exporter import __version__
 from binance_exporter.exposition import CONTENT_TYPE, Exposition
+
+LOG = logging.getLogger(__name__)
 
 LANDING_PAGE = """<!DOCTYPE html>
 <html><head><title>Binance Exporter</title></head>
@@ -50,6 +54,19 @@ class ExporterServer(ThreadingHTTPServer):
             version=html.escape(__version__), base_url=html.escape(base_url)
         ).encode()
         super().__init__(address, Handler)
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        """Log a failed request instead of printing socketserver's traceback on stderr.
+
+        A scraper that times out or hangs up mid-request is ordinary
+        (connection reset, broken pipe): one debug line. Anything else is a
+        bug of ours and is logged with its traceback.
+        """
+        del request
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            LOG.debug("client %s went away: %s", client_address[0], sys.exc_info()[1])
+        else:
+            LOG.exception("could not answer %s", client_address[0])
 
     def serve_in_thread(self) -> threading.Thread:
         """Serve until `shutdown()` in a daemon thread, which is returned."""
