@@ -14,6 +14,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from itertools import islice, starmap
+from operator import mul
 from typing import Any, Iterable, Mapping, Sequence
 
 ZERO = Decimal(0)
@@ -209,12 +211,7 @@ def side_notional(levels: Iterable[Level], depth_levels: int) -> Decimal:
     A side with fewer levels sums what it has; an empty side is 0 (callers
     decide whether an empty side is worth exporting).
     """
-    total = ZERO
-    for index, (price, qty) in enumerate(levels):
-        if index >= depth_levels:
-            break
-        total += price * qty
-    return total
+    return sum(starmap(mul, islice(levels, max(depth_levels, 0))), ZERO)
 
 
 def depth_limit_for(depth_levels: int) -> int:

@@ -10,6 +10,7 @@ takes the deltas and prints the report every `--update-interval`.
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import replace
@@ -29,6 +30,30 @@ from binance_exporter.stream_source import StreamBooks
 from binance_exporter.vwap import vwap_price
 
 PUBLISH_INTERVAL = 0.1  # seconds: how stale a served book may be, at most
+
+
+class Republisher:
+    """Runs `refresh_books` after the books changed, at most every PUBLISH_INTERVAL."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Event()
+
+    def changed(self) -> None:
+        """Called by the stream thread for every applied event.
+
+        Between two publishes only the first event finds the flag down; the
+        others cost one read instead of a trip through the Event's lock.
+        """
+        if not self._changed.is_set():
+            self._changed.set()
+
+    def run(self, refresher: StreamRefresher, stop: threading.Event) -> None:
+        """Republish until `stop` is set (publisher thread)."""
+        while not stop.is_set():
+            if self._changed.wait(0.5):
+                self._changed.clear()
+                refresher.refresh_books()
+                stop.wait(PUBLISH_INTERVAL)
 
 
 class StreamRefresher(Refresher):

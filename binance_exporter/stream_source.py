@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from typing import Any, Callable
+from typing import Callable
+
+import msgspec
 
 from binance_exporter.binance_client import BinanceClient, BinanceError
 from binance_exporter.market import OrderBook, PayloadError, parse_depth
-from binance_exporter.order_book import LocalBook, Outcome, parse_depth_update
+from binance_exporter.order_book import DepthUpdate, LocalBook, Outcome, decode_depth_update
 from binance_exporter.workers import DaemonPool
 
 LOG = logging.getLogger(__name__)
@@ -79,12 +81,12 @@ class StreamBooks:
 
     # Events (stream reader thread) -----------------------------------------
 
-    def on_data(self, stream: str, data: Any) -> None:
-        """Handle one combined-stream message for a depth stream."""
+    def on_data(self, stream: str, data: bytes | str | msgspec.Raw) -> None:
+        """Handle the JSON `data` of one combined-stream message for a depth stream."""
         if not stream.endswith(DEPTH_STREAM):
             return
         try:
-            update = parse_depth_update(data)
+            update = decode_depth_update(data)
         except PayloadError as exc:
             LOG.warning("ignored a malformed depth event on %s: %s", stream, exc)
             return
@@ -93,19 +95,28 @@ class StreamBooks:
             if book is None:
                 return
             outcome = book.on_event(update)
-            if outcome.needs_resync:
-                LOG.info("%s: %s in the depth stream; resynchronising", update.symbol,
-                         outcome.name.lower())
-                self._resyncs[update.symbol] += 1
-                book.reset()
-                book.on_event(update)  # the event that showed the gap starts the new buffer
-            fetch = book.needs_snapshot() and update.symbol not in self._fetching
-            if fetch:
-                self._fetching.add(update.symbol)
+            # An event applied to a synced book, nearly every event, needs nothing more.
+            fetch = outcome is not Outcome.APPLIED and self._not_applied(book, update, outcome)
         if fetch:
             self.pool.submit(self._snapshot, update.symbol)
-        if outcome in (Outcome.APPLIED, Outcome.SYNCED):
+        elif outcome is Outcome.APPLIED:
             self.on_change()
+
+    def _not_applied(self, book: LocalBook, update: DepthUpdate, outcome: Outcome) -> bool:
+        """Resync on a gap or a crossed book; True when a snapshot must be fetched now.
+
+        Runs under the lock, for an event `book.on_event` did not apply.
+        """
+        if outcome.needs_resync:
+            LOG.info("%s: %s in the depth stream; resynchronising", update.symbol,
+                     outcome.name.lower())
+            self._resyncs[update.symbol] += 1
+            book.reset()
+            book.on_event(update)  # the event that showed the gap starts the new buffer
+        if book.needs_snapshot() and update.symbol not in self._fetching:
+            self._fetching.add(update.symbol)
+            return True
+        return False
 
     def _snapshot(self, symbol: str) -> None:
         """Fetch a REST snapshot and start `symbol`'s book from it (worker thread)."""

@@ -13,7 +13,6 @@ through `on_connect` so the caller can resynchronise its order books.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -21,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import msgspec
 from binance.websocket.spot.websocket_stream import SpotWebsocketStreamClient
 
 from binance_exporter.scheduler import retry_delay
@@ -32,6 +32,25 @@ MAX_CONNECTION_AGE = 23.5 * 3600.0  # Binance closes at 24 h; leave on our own t
 SUBSCRIBE_BATCH = 200  # streams per SUBSCRIBE message
 SUBSCRIBE_GAP = 0.25  # seconds between control messages (Binance allows 5 per second)
 MAX_RETRY = 30.0  # seconds between connection attempts, at most
+
+
+class _Envelope(msgspec.Struct, frozen=True, gc=False):
+    """A combined-stream message; `data` stays raw JSON for its handler."""
+
+    stream: str
+    data: msgspec.Raw
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+
+
+def _is_shutdown(data: msgspec.Raw) -> bool:
+    """True for the `serverShutdown` event (stream `!serverShutdown`, binance-api.md §4.2)."""
+    try:
+        event = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return False
+    return isinstance(event, dict) and event.get("e") == "serverShutdown"
 
 
 class _DaemonStreamClient(SpotWebsocketStreamClient):
@@ -65,7 +84,7 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         self,
         url: str,
         streams: list[str],
-        on_data: Callable[[str, Any], None],
+        on_data: Callable[[str, msgspec.Raw], None],
         on_connect: Callable[[], None] = lambda: None,
         watchdog: float = 30.0,
         client_factory: Callable[..., Any] = _DaemonStreamClient,
@@ -86,6 +105,7 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         self._connected = False
         self._reconnects = 0
         self._messages: Counter[str] = Counter()
+        self._kinds: dict[str, str] = {}  # stream name -> stream type, worked out once
         self._last_message: float | None = None
         self._last_seen = time.monotonic()
         self._thread: threading.Thread | None = None
@@ -133,7 +153,7 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         try:
             client = self._factory(
                 stream_url=self.url,
-                on_message=self._on_message,
+                on_message=self.on_message,
                 on_close=self._on_gone,
                 on_error=self._on_error,
                 is_combined=True,
@@ -187,25 +207,32 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
 
     # Callbacks (reader thread) ---------------------------------------------
 
-    def _on_message(self, _manager: Any, text: str) -> None:
+    def on_message(self, _manager: Any, text: str) -> None:
+        """The connector's message callback (reader thread); public for the benchmark.
+
+        Only the envelope is decoded here; `data` goes on as raw JSON for the
+        handler to decode into its own type in one pass.
+        """
         self._last_seen = time.monotonic()
         try:
-            message = json.loads(text)
-        except ValueError:
-            LOG.debug("ignored a non-JSON stream message")
+            message = _ENVELOPE.decode(text)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            # SUBSCRIBE replies {"result": null, "id": n} arrive here too.
+            LOG.debug("ignored a stream message that is not {stream, data}: %.200s", text)
             return
-        if not isinstance(message, dict) or "stream" not in message:
-            return  # SUBSCRIBE replies {"result": null, "id": n} arrive here too
-        stream = str(message["stream"])
+        stream = message.stream
+        kind = self._kinds.get(stream)
+        if kind is None:
+            kind = self._kinds[stream] = stream_type(stream)
         with self._lock:
-            self._messages[stream_type(stream)] += 1
+            self._messages[kind] += 1
             self._last_message = self._wall_clock()
-        if message.get("data", {}).get("e") == "serverShutdown":
+        if stream.startswith("!") and _is_shutdown(message.data):
             LOG.info("Binance announced a server shutdown; reconnecting")
             self._dead.set()
             return
         try:
-            self.on_data(stream, message.get("data"))
+            self.on_data(stream, message.data)
         except Exception:  # pylint: disable=broad-exception-caught
             # A bad message must not cost the connection (the connector would
             # treat the exception as a socket error); log it and go on.
@@ -232,7 +259,7 @@ class StreamFeed:
     def __init__(
         self,
         url: str,
-        on_data: Callable[[str, Any], None],
+        on_data: Callable[[str, msgspec.Raw], None],
         on_connect: Callable[[], None],
         watchdog: float = 30.0,
         supervisor_factory: Callable[..., StreamSupervisor] = StreamSupervisor,

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections import deque
 from decimal import Decimal, localcontext
-from itertools import islice
+from itertools import islice, starmap
+from operator import itemgetter, mul
 
 from .market import ZERO, Level, OrderBook, quote_problem
 
@@ -26,8 +27,9 @@ def _side_vwap(levels: list[Level]) -> Decimal | None:
     """Σ price × qty / Σ qty over the given levels; None when no quantity."""
     with localcontext() as ctx:
         ctx.prec = _SUM_PRECISION
-        notional = sum((price * qty for price, qty in levels), ZERO)
-        quantity = sum((qty for _, qty in levels), ZERO)
+        # map/starmap keep the loops in C: this runs for every book, 10 times a second.
+        notional = sum(starmap(mul, levels), ZERO)
+        quantity = sum(map(itemgetter(1), levels), ZERO)
     if quantity <= ZERO:
         return None
     # The one rounding happens here, in the caller's (default 28-digit) context.

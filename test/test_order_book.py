@@ -4,6 +4,7 @@ Update ids in the hand-made sequences are small so the arithmetic can be read
 off the comments: a snapshot at lastUpdateId L, events [U..u].
 """
 
+import json
 import unittest
 from decimal import Decimal as D
 
@@ -17,7 +18,7 @@ from binance_exporter.order_book import (
     NotSyncedError,
     Outcome,
     State,
-    parse_depth_update,
+    decode_depth_update,
 )
 
 SYMBOL = "BNBBTC"
@@ -56,16 +57,20 @@ def synced_book() -> LocalBook:
     return book
 
 
-class ParseDepthUpdateTest(unittest.TestCase):
-    """The documented depthUpdate payload, and what must be refused."""
+class DecodeDepthUpdateTest(unittest.TestCase):
+    """The documented depthUpdate payload, from its JSON text, and what must be refused."""
 
     FRAME = {
         "e": "depthUpdate", "E": 1672515782136, "s": "BNBBTC", "U": 157, "u": 160,
         "b": [["0.0024", "10"]], "a": [["0.0026", "100"], ["0.0027", "0.00000000"]],
     }
 
+    def decode(self, payload) -> DepthUpdate:
+        """Decode `payload` as the JSON text a stream would carry."""
+        return decode_depth_update(json.dumps(payload))
+
     def test_documented_payload(self):
-        update = parse_depth_update(self.FRAME)
+        update = self.decode(self.FRAME)
         self.assertEqual(update.symbol, "BNBBTC")
         self.assertEqual(update.event_time, 1672515782136)
         self.assertEqual((update.first_update_id, update.last_update_id), (157, 160))
@@ -73,8 +78,15 @@ class ParseDepthUpdateTest(unittest.TestCase):
         self.assertEqual(update.asks, ((D("0.0026"), D("100")), (D("0.0027"), D(0))))
 
     def test_empty_sides(self):
-        update = parse_depth_update(dict(self.FRAME, b=[], a=[]))
+        update = self.decode(dict(self.FRAME, b=[], a=[]))
         self.assertEqual((update.bids, update.asks), ((), ()))
+
+    def test_unknown_fields_are_ignored_and_numbers_are_read_exactly(self):
+        # A JSON number is read from its text, never through a float: 0.1 is 0.1.
+        update = decode_depth_update(
+            '{"e":"depthUpdate","E":1,"s":"X","U":1,"u":1,"b":[[0.1,"3"]],"a":[],"new":1}')
+        self.assertEqual(update.bids, ((D("0.1"), D(3)),))
+        self.assertEqual(str(update.bids[0][0]), "0.1")
 
     def test_malformed(self):
         bad = [
@@ -92,8 +104,6 @@ class ParseDepthUpdateTest(unittest.TestCase):
             dict(self.FRAME, b="0.0024"),
             dict(self.FRAME, b=[["0.0024"]]),
             dict(self.FRAME, b=[["0.0024", "10", "x"]]),
-            dict(self.FRAME, b=[("0.0024", "10")]),
-            dict(self.FRAME, b=[[0.0024, "10"]]),  # a float is already inexact
             dict(self.FRAME, b=[["abc", "10"]]),
             dict(self.FRAME, b=[["NaN", "10"]]),
             dict(self.FRAME, a=[["0.0026", "Infinity"]]),
@@ -102,7 +112,10 @@ class ParseDepthUpdateTest(unittest.TestCase):
         ]
         for payload in bad:
             with self.subTest(payload=payload), self.assertRaises(PayloadError):
-                parse_depth_update(payload)
+                self.decode(payload)
+        for text in ("", "not json", '{"e":"depthUpdate"', b"\xff"):
+            with self.subTest(text=text), self.assertRaises(PayloadError):
+                decode_depth_update(text)
 
 
 class BufferingTest(unittest.TestCase):

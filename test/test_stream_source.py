@@ -10,6 +10,8 @@ from decimal import Decimal as D
 from test.support import wait_until
 from test.test_refresh import StubClient
 
+import msgspec
+
 from binance_exporter import binance_client as bc
 from binance_exporter.binance_client import BinanceError
 from binance_exporter.refresh import Settings
@@ -20,10 +22,10 @@ from binance_exporter.streams import StreamFeed, StreamSupervisor, stream_type
 from binance_exporter.workers import DaemonPool
 
 
-def event(symbol: str, first: int, last: int, bids=(), asks=()) -> dict:
-    """A diff-depth event as Binance sends it."""
-    return {"e": "depthUpdate", "E": 1, "s": symbol, "U": first, "u": last,
-            "b": [list(level) for level in bids], "a": [list(level) for level in asks]}
+def event(symbol: str, first: int, last: int, bids=(), asks=()) -> str:
+    """A diff-depth event's JSON text, as Binance sends it."""
+    return json.dumps({"e": "depthUpdate", "E": 1, "s": symbol, "U": first, "u": last,
+                       "b": [list(level) for level in bids], "a": [list(level) for level in asks]})
 
 
 class SnapshotClient:
@@ -57,7 +59,7 @@ class StreamBooksTest(unittest.TestCase):
         self.books = StreamBooks(self.client, self.pool, 1000, on_change=self.changed.set)
         self.streams = self.books.track(["BTCUSDT"])
 
-    def feed(self, data: dict) -> None:
+    def feed(self, data: str) -> None:
         """Deliver `data` on the tracked symbol's depth stream."""
         self.books.on_data(self.streams[0], data)
 
@@ -100,9 +102,9 @@ class StreamBooksTest(unittest.TestCase):
         self.assertEqual(self.books.resyncs(), {"BTCUSDT": 1})
 
     def test_other_streams_and_malformed_events_are_ignored(self):
-        self.books.on_data("btcusdt@bookTicker", {"u": 1})
+        self.books.on_data("btcusdt@bookTicker", '{"u": 1}')
         with self.assertLogs("binance_exporter.stream_source", "WARNING"):
-            self.feed({"e": "depthUpdate"})
+            self.feed('{"e": "depthUpdate"}')
         self.books.on_data(depth_stream("ETHBTC"), event("ETHBTC", 1, 2))  # not tracked
         self.assertEqual(self.client.calls, [])
 
@@ -232,7 +234,8 @@ class SupervisorTest(unittest.TestCase):
             self.connects += 1
 
         supervisor = StreamSupervisor("ws://127.0.0.1:1", ["btcusdt@depth@100ms"],
-                                      lambda s, d: self.data.append((s, d)), on_connect,
+                                      lambda s, d: self.data.append((s, msgspec.json.decode(d))),
+                                      on_connect,
                                       watchdog=watchdog, client_factory=FakeClient)
         supervisor.start()
         self.addCleanup(supervisor.stop)
