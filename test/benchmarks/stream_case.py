@@ -2,19 +2,24 @@
 
 The exporter's own code path, in one process as in production: each event is
 JSON text, parsed, applied to its local book (`StreamBooks.on_data`), and the
-publisher republishes the books (`StreamRefresher.refresh_books`, which also
-re-renders /metrics) every 100 ms. A second thread scrapes /metrics over HTTP
-all the while. 50 symbols, 1000 levels a side, ~10 changed levels per event.
+publisher republishes the books (`Republisher` running
+`StreamRefresher.refresh_books`, which also re-renders /metrics) at most every
+100 ms, exactly as in the exporter. A scraper in its own process, as Prometheus
+would be, fetches /metrics (gzip) every 50 ms all the while. 50 symbols, 1000
+levels a side, 10 changed levels per event (5 bids, 5 asks; a quarter of them
+deletions).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import random
+import signal
+import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from decimal import Decimal
 
 from prometheus_client import CollectorRegistry
@@ -26,13 +31,15 @@ from binance_exporter.http_server import ExporterServer
 from binance_exporter.market import SymbolInfo, Ticker24h
 from binance_exporter.refresh import Settings
 from binance_exporter.snapshot import Answers, Snapshot, SnapshotStore
-from binance_exporter.stream_refresh import PUBLISH_INTERVAL, StreamRefresher
+from binance_exporter.stream_refresh import Republisher, StreamRefresher
 from binance_exporter.stream_source import StreamBooks, depth_stream
+from binance_exporter.streams import StreamSupervisor
 from binance_exporter.workers import DaemonPool
 
 SYMBOLS = 50
 LEVELS = 1000
 TICK = Decimal("0.01")
+SCRAPE_INTERVAL = 0.05  # seconds between scrapes
 
 
 def _snapshot_payload(mid: int) -> dict:
@@ -55,7 +62,7 @@ class _SnapshotClient:
         return ApiStats({}, None, 6000, 0.0)
 
 
-def _events(client: _SnapshotClient, count: int, rng: random.Random) -> list[tuple[str, str]]:
+def _events(client: _SnapshotClient, count: int, rng: random.Random) -> list[str]:
     """Combined-stream messages, consecutive ids per symbol, near-touch changes."""
     next_id = {s: 101 for s in client.mids}
     messages = []
@@ -71,8 +78,7 @@ def _events(client: _SnapshotClient, count: int, rng: random.Random) -> list[tup
         next_id[symbol] = first + 3
         data = {"e": "depthUpdate", "E": 1, "s": symbol, "U": first, "u": first + 2,
                 "b": bids, "a": asks}
-        messages.append((depth_stream(symbol), json.dumps({"stream": depth_stream(symbol),
-                                                           "data": data})))
+        messages.append(json.dumps({"stream": depth_stream(symbol), "data": data}))
     return messages
 
 
@@ -82,7 +88,9 @@ class _Rig:
     def __init__(self) -> None:
         self.client = _SnapshotClient()
         self.pool = DaemonPool(2)
-        self.books = StreamBooks(self.client, self.pool, LEVELS)
+        self.republisher = Republisher()
+        self.books = StreamBooks(self.client, self.pool, LEVELS,
+                                 on_change=self.republisher.changed)
         store = SnapshotStore()
         self.refresher = StreamRefresher(self.client, store, Settings(), self.books,
                                          on_track=self.books.track)
@@ -122,37 +130,41 @@ def run(events: int = 200_000, seed: int = 1) -> dict[str, float]:
     rig = _Rig()
     messages = _events(rig.client, events, random.Random(seed))
     stop = threading.Event()
-    latencies: list[float] = []
     publishes = [0]
+    refresh_books = rig.refresher.refresh_books
 
-    def publisher() -> None:
-        while not stop.is_set():
-            rig.refresher.refresh_books()
-            publishes[0] += 1
-            stop.wait(PUBLISH_INTERVAL)
+    def counted() -> Snapshot:
+        publishes[0] += 1
+        return refresh_books()
 
-    def scraper() -> None:
-        while not stop.is_set():
-            started = time.perf_counter()
-            with urllib.request.urlopen(rig.url, timeout=5) as response:
-                response.read()
-            latencies.append((time.perf_counter() - started) * 1000)
-            stop.wait(0.05)
-
-    threads = [threading.Thread(target=publisher, daemon=True),
-               threading.Thread(target=scraper, daemon=True)]
-    for thread in threads:
-        thread.start()
-    on_data = rig.books.on_data
-    started = time.perf_counter()
-    for stream, text in messages:
-        on_data(stream, json.loads(text)["data"])
+    rig.refresher.refresh_books = counted  # type: ignore[method-assign]
+    thread = threading.Thread(target=rig.republisher.run, args=(rig.refresher, stop),
+                              daemon=True)
+    thread.start()
+    scraper = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-m", "test.benchmarks.scrape_client", rig.url, "--gzip",
+         "--count", "1000000", "--max-seconds", "600", "--interval", str(SCRAPE_INTERVAL)],
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # let it start; only scrapes that begin under load are kept
+    # The connector's reader thread calls this with each text frame.
+    on_message = StreamSupervisor("ws://unused", [], rig.books.on_data).on_message
+    # The input itself must not weigh on the collector: 200,000 strings held
+    # here are not the exporter's, so move them out of its generations.
+    gc.collect()
+    gc.freeze()
+    wall_started, started = time.time(), time.perf_counter()
+    for text in messages:
+        on_message(None, text)
     elapsed = time.perf_counter() - started
+    wall_ended = time.time()
+    scraper.send_signal(signal.SIGINT)
+    scraped = json.loads(scraper.communicate(timeout=30)[0])
     stop.set()
-    for thread in threads:
-        thread.join(5)
+    thread.join(5)
     rig.close()
-    latencies.sort()
+    latencies = sorted(latency for latency, begun in
+                       zip(scraped["latencies_ms"], scraped["started_unix"])
+                       if wall_started <= begun <= wall_ended)
     return {
         "events": float(events),
         "events_per_second": events / elapsed,
