@@ -91,6 +91,13 @@ class TimeWeightedAverage:
       window start of its own time, keeping the one that straddles the window
       start. Since `now` never precedes the last sample, nothing dropped could
       count again.
+
+    Cost: the area under the closed steps (every sample but the last) is kept
+    as a running sum, exact in a 60-digit context, so `average` only adds the
+    open last step and cuts what lies before the window start (normally one
+    step) instead of walking the window: at 10 samples a second a 1 m window
+    holds 600 of them, and the exporter asks for 2 windows of every symbol
+    ten times a second.
     """
 
     def __init__(self, window_seconds: float) -> None:
@@ -99,6 +106,7 @@ class TimeWeightedAverage:
             raise ValueError("window_seconds must be > 0")
         self._window = window
         self._samples: deque[tuple[Decimal, Decimal]] = deque()
+        self._area = ZERO  # Σ value × (next time − time) over consecutive samples
 
     def __len__(self) -> int:
         """Samples kept (the memory bound the tests check)."""
@@ -110,19 +118,23 @@ class TimeWeightedAverage:
         if not isinstance(value, Decimal) or not value.is_finite():
             raise ValueError(f"value must be a finite Decimal, not {value!r}")
         samples = self._samples
-        if samples:
-            last = samples[-1][0]
-            if when < last:
-                raise ValueError(f"sample time {t} is before the last sample ({last})")
-            if when == last:
-                samples[-1] = (when, value)
-                return
-        samples.append((when, value))
-        start = when - self._window
-        # Sample 0 no longer counts once sample 1 starts at or before the
-        # window start: sample 1 (or a later one) covers the window start.
-        while len(samples) > 1 and samples[1][0] <= start:
-            samples.popleft()
+        with localcontext() as ctx:
+            ctx.prec = _SUM_PRECISION  # value × seconds sums keep every digit
+            if samples:
+                last, last_value = samples[-1]
+                if when < last:
+                    raise ValueError(f"sample time {t} is before the last sample ({last})")
+                if when == last:
+                    samples[-1] = (when, value)  # the open step changes; no area yet
+                    return
+                self._area += last_value * (when - last)
+            samples.append((when, value))
+            start = when - self._window
+            # Sample 0 no longer counts once sample 1 starts at or before the
+            # window start: sample 1 (or a later one) covers the window start.
+            while len(samples) > 1 and samples[1][0] <= start:
+                began, old = samples.popleft()
+                self._area -= old * (samples[0][0] - began)
 
     def average(self, now: float) -> Decimal | None:
         """Time-weighted average over [now - window, now]; None before any sample."""
@@ -133,15 +145,18 @@ class TimeWeightedAverage:
         if end < samples[-1][0]:
             raise ValueError(f"now ({now}) is before the last sample ({samples[-1][0]})")
         start = max(end - self._window, samples[0][0])
+        last, last_value = samples[-1]
         if end == start:
-            return samples[-1][1]
-        ends = [when for when, _ in islice(samples, 1, None)]
-        ends.append(end)
-        total = ZERO
+            return last_value
         with localcontext() as ctx:
-            ctx.prec = _SUM_PRECISION  # value × seconds sums keep every digit
-            for (when, value), until in zip(samples, ends):
-                begin = max(when, start)
-                if until > begin:
-                    total += value * (until - begin)
+            ctx.prec = _SUM_PRECISION
+            total = self._area + last_value * (end - last)
+            # Cut the steps, or parts of steps, before the window start: since
+            # `add` dropped what ended before its own window, that is the first
+            # step, unless `now` has moved on since the last sample.
+            for index, (began, value) in enumerate(samples):
+                if began >= start:
+                    break
+                ended = samples[index + 1][0] if index + 1 < len(samples) else end
+                total -= value * (min(ended, start) - began)
         return total / (end - start)

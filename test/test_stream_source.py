@@ -16,7 +16,7 @@ from binance_exporter import binance_client as bc
 from binance_exporter.binance_client import BinanceError
 from binance_exporter.refresh import Settings
 from binance_exporter.snapshot import SPREADS, SnapshotStore
-from binance_exporter.stream_refresh import StreamRefresher
+from binance_exporter.stream_refresh import PUBLISH_INTERVAL, Republisher, StreamRefresher
 from binance_exporter.stream_source import StreamBooks, depth_stream
 from binance_exporter.streams import StreamFeed, StreamSupervisor, stream_type
 from binance_exporter.workers import DaemonPool
@@ -176,6 +176,57 @@ class StreamRefresherTest(unittest.TestCase):
         snapshot = self.refresher.refresh_books()
         self.assertNotIn("BTCUSDT", snapshot.answers.spreads)
         self.assertFalse(snapshot.jobs[SPREADS].success)
+
+
+class TimedRefresher:
+    """Stands in for StreamRefresher: records when each publish started."""
+
+    def __init__(self, takes: float) -> None:
+        self.takes = takes
+        self.started: list[float] = []
+
+    def refresh_books(self) -> None:
+        """A publish that lasts `takes` seconds."""
+        self.started.append(time.monotonic())
+        time.sleep(self.takes)
+
+
+class RepublisherTest(unittest.TestCase):
+    """Publishes follow changes, never more often than the interval and the share allow."""
+
+    def run_for(self, refresher: TimedRefresher, seconds: float, changing: bool) -> None:
+        """Run a Republisher for `seconds`, with the books changing all along or never."""
+        republisher = Republisher()
+        stop = threading.Event()
+        thread = threading.Thread(target=republisher.run, args=(refresher, stop), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if changing:
+                republisher.changed()
+            time.sleep(0.005)
+        stop.set()
+        thread.join(5)
+        self.assertFalse(thread.is_alive())
+
+    def test_nothing_changed_nothing_published(self):
+        refresher = TimedRefresher(0)
+        self.run_for(refresher, 0.3, changing=False)
+        self.assertEqual(refresher.started, [])
+
+    def test_quick_publishes_are_spaced_by_the_interval(self):
+        refresher = TimedRefresher(0)
+        self.run_for(refresher, 0.5, changing=True)
+        self.assertGreaterEqual(len(refresher.started), 1)
+        gaps = [b - a for a, b in zip(refresher.started, refresher.started[1:])]
+        self.assertTrue(all(gap >= PUBLISH_INTERVAL * 0.99 for gap in gaps), gaps)
+
+    def test_slow_publishes_keep_their_share(self):
+        refresher = TimedRefresher(0.05)  # 50 ms each: then 450 ms of rest
+        self.run_for(refresher, 1.0, changing=True)
+        gaps = [b - a for a, b in zip(refresher.started, refresher.started[1:])]
+        self.assertGreaterEqual(len(refresher.started), 1)
+        self.assertTrue(all(gap >= 0.5 * 0.99 for gap in gaps), gaps)
 
 
 class FakeManager:

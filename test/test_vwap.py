@@ -3,6 +3,9 @@
 import unittest
 from decimal import Decimal as D
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from binance_exporter.market import OrderBook
 from binance_exporter.vwap import TimeWeightedAverage, vwap_price
 
@@ -166,6 +169,43 @@ class TimeWeightedAverageTest(unittest.TestCase):
         average.add(110, D(9))
         # Window [100, 110]: the 100 sample covers its start; 0 is dropped.
         self.assertEqual(len(average), 2)
+
+
+def integrate(history: list[tuple[D, D]], window: D, now: D) -> D:
+    """The average over the window by walking the whole history: the definition."""
+    start = max(now - window, history[0][0])
+    if now == start:
+        return history[-1][1]
+    ends = [when for when, _ in history[1:]] + [now]
+    total = sum((value * (min(until, now) - max(when, start))
+                 for (when, value), until in zip(history, ends) if until > start), D(0))
+    return total / (now - start)
+
+
+# Times in tenths of a second, values with 8 decimals, as the exporter has them.
+STEPS = st.lists(st.tuples(st.integers(0, 40), st.integers(1, 10**12), st.integers(0, 30)),
+                 min_size=1, max_size=60)
+
+
+class RunningAreaTest(unittest.TestCase):
+    """The running sum `average` uses gives exactly what a walk over every sample gives."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(window=st.integers(1, 100), steps=STEPS)
+    def test_equals_the_definition(self, window, steps):
+        average = TimeWeightedAverage(window / 10)
+        history: list[tuple[D, D]] = []
+        when = D(0)
+        for gap, value, wait in steps:
+            when += D(gap) / 10
+            price = D(value).scaleb(-8)
+            average.add(when, price)
+            if history and history[-1][0] == when:
+                history[-1] = (when, price)
+            else:
+                history.append((when, price))
+            now = when + D(wait) / 10  # asked later than the last sample, sometimes much later
+            self.assertEqual(average.average(now), integrate(history, D(window) / 10, now))
 
 
 if __name__ == "__main__":
