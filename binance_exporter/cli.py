@@ -27,6 +27,7 @@ from binance_exporter.collector import SnapshotCollector, StreamView
 from binance_exporter.exposition import Exposition
 from binance_exporter.http_server import ExporterServer
 from binance_exporter.market import VOLUME_FIELDS
+from binance_exporter.recorder import Recorder
 from binance_exporter.refresh import (
     RANKINGS,
     SPREADS,
@@ -168,6 +169,10 @@ def _base_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option("--stream-snapshot-limit", type=click.IntRange(1, 5000), default=1000,
               show_envvar=True,
               help="Levels of the REST snapshot each local book starts from (weight 50 at 1000).")
+@click.option("--record", type=click.Path(dir_okay=False, writable=True), default=None,
+              show_envvar=True,
+              help="With --source stream: write every stream message and depth snapshot "
+                   "received, with its receive time, to this file as gzip JSON lines.")
 @click.option("--timeout", type=POSITIVE, default=10.0, show_envvar=True,
               help="HTTP timeout in seconds for each Binance request.")
 @click.option("--weight-share", type=click.FloatRange(0, 1, min_open=True), default=0.5,
@@ -202,6 +207,7 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
     source: str,
     stream_url: str,
     stream_snapshot_limit: int,
+    record: str | None,
     timeout: float,
     weight_share: float,
     log_level: str,
@@ -250,8 +256,10 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
     client = BinanceClient(base_url, timeout=timeout, weight_share=weight_share)
     jobs = JOBS + ((ANALYTICS,) if analytics_settings else ())
     feed: _Feed | None = None
+    if record is not None and (source != "stream" or once):
+        raise click.UsageError("--record needs --source stream (and not --once)")
     if source == "stream" and not once:
-        feed = _Feed(client, stream_url, stream_snapshot_limit)
+        feed = _Feed(client, stream_url, stream_snapshot_limit, _recorder(record))
         refresher: Refresher = StreamRefresher(client, SnapshotStore(jobs), settings,
                                                feed.books, feed.track)
     else:
@@ -266,12 +274,16 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
 class _Feed:
     """Stream mode's parts: local books, their connections, and what republishes them."""
 
-    def __init__(self, client: BinanceClient, url: str, snapshot_limit: int) -> None:
+    def __init__(self, client: BinanceClient, url: str, snapshot_limit: int,
+                 recorder: Recorder | None = None) -> None:
         self.republisher = Republisher()
         self.pool = DaemonPool(4, name="snapshots")
+        self.recorder = recorder
         self.books = StreamBooks(client, self.pool, snapshot_limit,
-                                 on_change=self.republisher.changed)
-        self.connections = StreamFeed(url, self.books.on_data, self.books.on_connect)
+                                 on_change=self.republisher.changed,
+                                 on_snapshot=recorder.snapshot if recorder else None)
+        self.connections = StreamFeed(url, self.books.on_data, self.books.on_connect,
+                                      on_raw=recorder.message if recorder else None)
 
     def track(self, symbols: list[str]) -> None:
         """Keep books and streams for exactly `symbols`."""
@@ -282,9 +294,22 @@ class _Feed:
         return self.connections.stats(), self.books.update_ids(), self.books.resyncs()
 
     def close(self) -> None:
-        """Close the connections and the snapshot workers."""
+        """Close the connections, the snapshot workers and the recording."""
         self.connections.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.recorder is not None:
+            self.recorder.close()
+
+
+def _recorder(path: str | None) -> Recorder | None:
+    """The `--record` file, opened now so a bad path is a usage error, not a late surprise."""
+    if path is None:
+        return None
+    try:
+        return Recorder(path)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {path}: {exc.strerror or exc}",
+                                 param_hint="--record") from exc
 
 
 def _unknown_symbols(refresher: Refresher, job: AnalyticsJob | None) -> str | None:

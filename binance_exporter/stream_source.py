@@ -40,11 +40,13 @@ class StreamBooks:
         pool: DaemonPool,
         snapshot_limit: int,
         on_change: Callable[[], None] = lambda: None,
+        on_snapshot: Callable[[str, int, object], None] | None = None,
     ) -> None:
         self.client = client
         self.pool = pool
         self.snapshot_limit = snapshot_limit
         self.on_change = on_change
+        self.on_snapshot = on_snapshot  # sees every depth answer a book may start from
         self._lock = threading.Lock()
         self._books: dict[str, LocalBook] = {}
         self._fetching: set[str] = set()
@@ -121,7 +123,10 @@ class StreamBooks:
     def _snapshot(self, symbol: str) -> None:
         """Fetch a REST snapshot and start `symbol`'s book from it (worker thread)."""
         try:
-            snapshot = parse_depth(self.client.depth(symbol, self.snapshot_limit), symbol)
+            answer = self.client.depth(symbol, self.snapshot_limit)
+            if self.on_snapshot is not None:
+                self.on_snapshot(symbol, self.snapshot_limit, answer)
+            snapshot = parse_depth(answer, symbol)
         except (BinanceError, PayloadError) as exc:
             # Waiting out a 429/418 or this minute's weight budget: try when it ends.
             wait = max(REFETCH_DELAY, getattr(exc, "retry_after", None) or 0.0)

@@ -89,6 +89,7 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         watchdog: float = 30.0,
         client_factory: Callable[..., Any] = _DaemonStreamClient,
         wall_clock: Callable[[], float] = time.time,
+        on_raw: Callable[[str], None] | None = None,
     ) -> None:
         if len(streams) > MAX_STREAMS_PER_CONNECTION:
             raise ValueError(f"at most {MAX_STREAMS_PER_CONNECTION} streams per connection")
@@ -96,6 +97,7 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         self.streams = list(streams)
         self.on_data = on_data
         self.on_connect = on_connect
+        self.on_raw = on_raw  # sees every text frame first (`--record`)
         self.watchdog = watchdog
         self._factory = client_factory
         self._wall_clock = wall_clock
@@ -214,6 +216,8 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         handler to decode into its own type in one pass.
         """
         self._last_seen = time.monotonic()
+        if self.on_raw is not None:
+            self.on_raw(text)
         try:
             message = _ENVELOPE.decode(text)
         except (msgspec.ValidationError, msgspec.DecodeError):
@@ -263,11 +267,13 @@ class StreamFeed:
         on_connect: Callable[[], None],
         watchdog: float = 30.0,
         supervisor_factory: Callable[..., StreamSupervisor] = StreamSupervisor,
+        on_raw: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url
         self.on_data = on_data
         self.on_connect = on_connect
         self.watchdog = watchdog
+        self.on_raw = on_raw
         self._factory = supervisor_factory
         self._lock = threading.Lock()
         self._streams: list[str] = []
@@ -286,7 +292,7 @@ class StreamFeed:
             for start in range(0, len(streams), MAX_STREAMS_PER_CONNECTION):
                 supervisor = self._factory(
                     self.url, streams[start:start + MAX_STREAMS_PER_CONNECTION],
-                    self.on_data, self.on_connect, self.watchdog,
+                    self.on_data, self.on_connect, self.watchdog, on_raw=self.on_raw,
                 )
                 supervisor.start()
                 self._supervisors.append(supervisor)

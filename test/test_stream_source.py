@@ -359,8 +359,8 @@ class FeedTest(unittest.TestCase):
         FakeClient.refuse = 0
 
     def test_splits_and_only_reconnects_on_change(self):
-        def factory(*args):
-            return StreamSupervisor(*args, client_factory=FakeClient)
+        def factory(*args, **kwargs):
+            return StreamSupervisor(*args, client_factory=FakeClient, **kwargs)
 
         feed = StreamFeed("ws://x", lambda s, d: None, lambda: None, supervisor_factory=factory)
         self.addCleanup(feed.stop)

@@ -5,7 +5,9 @@ never) and exits 0 on SIGINT or SIGTERM.  Other processes drive it through
 the /fake/... control API described in `test.fake_binance.server`.
 `--ws-port 9443` also serves the market streams (`test.fake_binance.streams`,
 which needs the `websockets` package) from the same market, and prints a
-second line with their URL.
+second line with their URL. `--replay FILE` (with `--ws-port`) serves a file
+the exporter wrote with `--record` instead: its frames on the streams, its
+snapshots on /api/v3/depth (`test.fake_binance.replay`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import signal
 import sys
 import threading
 
+from . import replay
 from .market import Market
 from .server import FakeBinance
 
@@ -34,13 +37,30 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ws-port", type=int, default=None,
                         help="also serve the websocket market streams on this port, "
                              "0 = any free (off)")
+    parser.add_argument("--replay", metavar="FILE", default=None,
+                        help="serve this --record file's frames and depth snapshots "
+                             "(needs --ws-port)")
+    parser.add_argument("--replay-speed", type=float, default=1.0,
+                        help="replay this many times faster than recorded (1.0)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; 0 on a clean stop, 1 if the port cannot be bound."""
-    args = _parser().parse_args(argv)
-    market = Market(seed=args.seed, extra_symbols=args.extra_symbols)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    recording = None
+    if args.replay is not None:
+        if args.ws_port is None or args.replay_speed <= 0:
+            parser.error("--replay needs --ws-port, and --replay-speed must be > 0")
+        try:
+            recording = replay.load(args.replay)
+        except OSError as exc:
+            parser.error(f"cannot read {args.replay}: {exc}")
+        market: Market = replay.ReplayMarket(recording, seed=args.seed,
+                                             extra_symbols=args.extra_symbols)
+    else:
+        market = Market(seed=args.seed, extra_symbols=args.extra_symbols)
     fake = FakeBinance(market, host=args.host, port=args.port)
     fake.set_latency(args.latency)
     stop = threading.Event()
@@ -55,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         # Imported only here: the REST fake alone stays standard library only
         # (the demo image installs nothing else).
         from .streams import FakeStreams  # pylint: disable=import-outside-toplevel
-        streams = FakeStreams(market, host=args.host, port=args.ws_port)
+        streams = FakeStreams(market, host=args.host, port=args.ws_port, replay=recording,
+                              replay_speed=args.replay_speed)
     try:
         fake.start()
     except OSError as exc:

@@ -70,6 +70,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
 from .market import BinanceError, Market
+from .replay import Recording
 
 MAX_STREAMS = 1024  # per connection
 MAX_INCOMING = 5  # frames per second per connection
@@ -527,25 +528,55 @@ def _valid_id(request_id: object) -> bool:
 
 # --------------------------------------------------------------------------- the server
 
+class _ReplayHub(_Hub):
+    """A hub whose frames come from a recording instead of the simulated market."""
+
+    def __init__(self, market: Market, recording: Recording, speed: float) -> None:
+        super().__init__(market)
+        self.frames = recording.frames
+        self.speed = speed
+        self.position = 0
+        self.started: float | None = None
+
+    def cycle(self, now: float, force: bool = False) -> None:
+        """Queue every frame now due; the clock starts at the first subscription."""
+        del force
+        if self.started is None:
+            if not any(client.streams for client in self.clients):
+                return
+            self.started = now
+        due = (now - self.started) * self.speed
+        while self.position < len(self.frames) and self.frames[self.position].offset <= due:
+            frame = self.frames[self.position]
+            self.position += 1
+            for client in self.clients:
+                if frame.stream in client.streams:
+                    client.queue.put_nowait(frame.text if client.combined else
+                                            json.dumps(json.loads(frame.text)["data"]))
+
+
 class FakeStreams:
     """Binance's market streams on 127.0.0.1, from a `Market`, with faults on demand.
 
     Usage: `with FakeStreams(market) as streams:
     SpotWebsocketStreamClient(stream_url=streams.url, is_combined=True, ...)`.
     Every public method is thread-safe; fault methods return once the fault
-    is in place.
+    is in place. With `replay=` a recording (`replay.load`) is served instead
+    of the simulated market's diffs, at `replay_speed` times its pace.
     """
 
     def __init__(self, market: Market | None = None, host: str = "127.0.0.1", port: int = 0,
                  *, ping_interval: float | None = 20.0, ping_timeout: float | None = 60.0,
-                 poll_interval: float = 0.02) -> None:
+                 poll_interval: float = 0.02, replay: Recording | None = None,
+                 replay_speed: float = 1.0) -> None:
         self.market = market if market is not None else Market()
         self.host = host
         self._port = port
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.poll_interval = poll_interval
-        self._hub = _Hub(self.market)
+        self._hub = (_Hub(self.market) if replay is None
+                     else _ReplayHub(self.market, replay, replay_speed))
         self._lock = threading.Lock()
         self._running: tuple[threading.Thread, asyncio.AbstractEventLoop,
                              asyncio.Event] | None = None
