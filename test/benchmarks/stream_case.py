@@ -8,6 +8,11 @@ publisher republishes the books (`Republisher` running
 would be, fetches /metrics (gzip) every 50 ms all the while. 50 symbols, 1000
 levels a side, 10 changed levels per event (5 bids, 5 asks; a quarter of them
 deletions).
+
+Each of 3 rounds also times the feed alone (no publisher, no scraper), and
+`naive_stream.NaiveBooks` on the same messages right after it, then one read
+of the top levels of every book in each: those ratios hold while the
+machine's speed drifts, which the absolute figures do not.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import gc
 import json
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -36,10 +42,13 @@ from binance_exporter.stream_source import StreamBooks, depth_stream
 from binance_exporter.streams import StreamSupervisor
 from binance_exporter.workers import DaemonPool
 
+from .naive_stream import NaiveBooks
+
 SYMBOLS = 50
 LEVELS = 1000
 TICK = Decimal("0.01")
 SCRAPE_INTERVAL = 0.05  # seconds between scrapes
+READS = 20  # reads of every book's top levels, timed per round
 
 
 def _snapshot_payload(mid: int) -> dict:
@@ -125,10 +134,22 @@ def _percentile(values: list[float], share: float) -> float:
     return values[min(len(values) - 1, int(len(values) * share))] if values else float("nan")
 
 
-def run(events: int = 200_000, seed: int = 1) -> dict[str, float]:
-    """Feed `events` diff events; returns events/s and scrape latency figures (ms)."""
-    rig = _Rig()
+def _loaded(rig: _Rig, events: int, seed: int) -> list[str]:
+    """The messages, with the input moved out of the collector's way.
+
+    200,000 strings held by the benchmark are not the exporter's: freezing
+    them keeps the cyclic GC from walking them on the exporter's time.
+    """
     messages = _events(rig.client, events, random.Random(seed))
+    gc.collect()
+    gc.freeze()
+    return messages
+
+
+def _full(events: int, seed: int) -> dict:
+    """One run as in production: publisher on, a scraper in its own process."""
+    rig = _Rig()
+    messages = _loaded(rig, events, seed)
     stop = threading.Event()
     publishes = [0]
     refresh_books = rig.refresher.refresh_books
@@ -148,10 +169,6 @@ def run(events: int = 200_000, seed: int = 1) -> dict[str, float]:
     time.sleep(1.0)  # let it start; only scrapes that begin under load are kept
     # The connector's reader thread calls this with each text frame.
     on_message = StreamSupervisor("ws://unused", [], rig.books.on_data).on_message
-    # The input itself must not weigh on the collector: 200,000 strings held
-    # here are not the exporter's, so move them out of its generations.
-    gc.collect()
-    gc.freeze()
     wall_started, started = time.time(), time.perf_counter()
     for text in messages:
         on_message(None, text)
@@ -162,15 +179,71 @@ def run(events: int = 200_000, seed: int = 1) -> dict[str, float]:
     stop.set()
     thread.join(5)
     rig.close()
-    latencies = sorted(latency for latency, begun in
-                       zip(scraped["latencies_ms"], scraped["started_unix"])
-                       if wall_started <= begun <= wall_ended)
+    gc.unfreeze()
+    return {
+        "events_per_second": events / elapsed,
+        "latencies": [latency for latency, begun in
+                      zip(scraped["latencies_ms"], scraped["started_unix"])
+                      if wall_started <= begun <= wall_ended],
+        "publishes": publishes[0],
+        "synced_books": len(rig.books.synced_books(1)),
+        "resyncs": sum(rig.books.resyncs().values()),
+    }
+
+
+def _feed_only(events: int, seed: int) -> dict[str, float]:
+    """The exporter's feed alone and the naive feed, on the same messages, back to back.
+
+    Events/s of each, then the time one read of the top levels of all 50
+    books takes in each (ms; the publisher does one such read per publish).
+    """
+    rig = _Rig()
+    messages = _loaded(rig, events, seed)
+    naive = NaiveBooks({s: rig.client.depth(s, LEVELS) for s in rig.client.mids})
+    on_message = StreamSupervisor("ws://unused", [], rig.books.on_data).on_message
+    figures = {}
+    for side, feed in (("ours", lambda text: on_message(None, text)),
+                       ("naive", naive.on_message)):
+        started = time.perf_counter()
+        for text in messages:
+            feed(text)
+        figures[side] = events / (time.perf_counter() - started)
+    depth = Settings().depth_levels
+    for side, read in (("ours_read", lambda: rig.books.synced_books(depth)),
+                       ("naive_read", lambda: naive.top(depth))):
+        started = time.perf_counter()
+        for _ in range(READS):
+            read()
+        figures[side] = (time.perf_counter() - started) / READS * 1000
+    rig.close()
+    gc.unfreeze()
+    if naive.gaps:
+        raise RuntimeError(f"the naive feed saw {naive.gaps} gaps: the input is broken")
+    return figures
+
+
+def run(events: int = 200_000, rounds: int = 3, seed: int = 1) -> dict[str, float]:
+    """`rounds` full runs and feed-only pairs: medians, and scrape latencies pooled (ms).
+
+    The machines' speed drifts by as much as 2x within minutes, so every
+    figure is taken `rounds` times, and each naive figure right after ours.
+    """
+    full = [_full(events, seed) for _ in range(rounds)]
+    feeds = [_feed_only(events, seed) for _ in range(rounds)]
+    latencies = sorted(latency for one in full for latency in one["latencies"])
     return {
         "events": float(events),
-        "events_per_second": events / elapsed,
-        "synced_books": float(len(rig.books.synced_books(1))),
-        "resyncs": float(sum(rig.books.resyncs().values())),
-        "publishes": float(publishes[0]),
+        "rounds": float(rounds),
+        "events_per_second": statistics.median(one["events_per_second"] for one in full),
+        "events_per_second_min": min(one["events_per_second"] for one in full),
+        "events_per_second_max": max(one["events_per_second"] for one in full),
+        "feed_events_per_second": statistics.median(f["ours"] for f in feeds),
+        "naive_feed_events_per_second": statistics.median(f["naive"] for f in feeds),
+        "read_ms": statistics.median(f["ours_read"] for f in feeds),
+        "naive_read_ms": statistics.median(f["naive_read"] for f in feeds),
+        "synced_books": float(min(one["synced_books"] for one in full)),
+        "resyncs": float(sum(one["resyncs"] for one in full)),
+        "publishes": float(sum(one["publishes"] for one in full)),
         "scrapes": float(len(latencies)),
         "scrape_p50_ms": _percentile(latencies, 0.5),
         "scrape_p99_ms": _percentile(latencies, 0.99),
