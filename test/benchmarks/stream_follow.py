@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from decimal import Decimal
+from functools import partial
 from test.fake_binance.market import Market
 from test.fake_binance.server import FakeBinance
 from test.fake_binance.streams import FakeStreams
@@ -27,6 +28,11 @@ def _spreads(market: Market, symbols: list[str]) -> dict[str, float]:
         bids, asks = market.book(symbol)
         spreads[symbol] = float(Decimal(asks[0][0]) - Decimal(bids[0][0]))
     return spreads
+
+
+def _shown(exporter: Exporter, expected: dict[str, float]) -> bool:
+    samples = exporter.scrape()
+    return all(sample(samples, "binance_spread", symbol=s) == v for s, v in expected.items())
 
 
 def run(steps: int = 15) -> dict[str, float]:
@@ -45,14 +51,8 @@ def run(steps: int = 15) -> dict[str, float]:
                 market.step()
                 streams.flush()
                 started = time.monotonic()
-                expected = _spreads(market, symbols)
-
-                def shown(expected: dict[str, float] = expected) -> bool:
-                    now = exporter.scrape()
-                    return all(sample(now, "binance_spread", symbol=s) == v
-                               for s, v in expected.items())
-
-                wait_until(shown, timeout=30, interval=POLL)
+                wait_until(partial(_shown, exporter, _spreads(market, symbols)),
+                           timeout=30, interval=POLL)
                 delays.append(time.monotonic() - started)
         finally:
             exporter.close()
