@@ -184,7 +184,8 @@ def _stream_rows() -> list[Row]:
     _say(f"  stream rounds: {figures['events_per_second_min']:,.0f} to "
          f"{figures['events_per_second_max']:,.0f} events/s; feed alone "
          f"{figures['feed_events_per_second']:,.0f}/s, naive feed "
-         f"{figures['naive_feed_events_per_second']:,.0f}/s")
+         f"{figures['naive_feed_events_per_second']:,.0f}/s; full/feed "
+         f"{figures['full_to_feed']:.2f} (the publisher's and scraper's share)")
     return [
         Row("stream: diff events/s on one core (50 symbols: parse, apply, publish; median of "
             f"{figures['rounds']:.0f})", figures["events_per_second"], "/s", goal=">= 50,000",

@@ -226,10 +226,13 @@ def run(events: int = 200_000, rounds: int = 3, seed: int = 1) -> dict[str, floa
     """`rounds` full runs and feed-only pairs: medians, and scrape latencies pooled (ms).
 
     The machines' speed drifts by as much as 2x within minutes, so every
-    figure is taken `rounds` times, and each naive figure right after ours.
+    figure is taken `rounds` times, each round runs the full case and the
+    feed alone back to back, and each naive figure comes right after ours.
     """
-    full = [_full(events, seed) for _ in range(rounds)]
-    feeds = [_feed_only(events, seed) for _ in range(rounds)]
+    full, feeds = [], []
+    for _ in range(rounds):  # interleaved, so that a drift hits both alike
+        full.append(_full(events, seed))
+        feeds.append(_feed_only(events, seed))
     latencies = sorted(latency for one in full for latency in one["latencies"])
     return {
         "events": float(events),
@@ -238,6 +241,8 @@ def run(events: int = 200_000, rounds: int = 3, seed: int = 1) -> dict[str, floa
         "events_per_second_min": min(one["events_per_second"] for one in full),
         "events_per_second_max": max(one["events_per_second"] for one in full),
         "feed_events_per_second": statistics.median(f["ours"] for f in feeds),
+        "full_to_feed": statistics.median(one["events_per_second"] / f["ours"]
+                                          for one, f in zip(full, feeds)),
         "naive_feed_events_per_second": statistics.median(f["naive"] for f in feeds),
         "read_ms": statistics.median(f["ours_read"] for f in feeds),
         "naive_read_ms": statistics.median(f["naive_read"] for f in feeds),
