@@ -15,6 +15,7 @@ import threading
 import time
 from decimal import Decimal, InvalidOperation
 from types import FrameType
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import click
@@ -23,11 +24,10 @@ from prometheus_client import CollectorRegistry
 from binance_exporter import __version__, report
 from binance_exporter.analytics_job import AnalyticsJob, AnalyticsSettings, analytics_weight
 from binance_exporter.binance_client import DEFAULT_WEIGHT_LIMIT, BinanceClient
-from binance_exporter.collector import SnapshotCollector, StreamView
+from binance_exporter.collector import SnapshotCollector
 from binance_exporter.exposition import Exposition
 from binance_exporter.http_server import ExporterServer
 from binance_exporter.market import VOLUME_FIELDS
-from binance_exporter.recorder import Recorder
 from binance_exporter.refresh import (
     RANKINGS,
     SPREADS,
@@ -39,11 +39,10 @@ from binance_exporter.refresh import (
     planned_weight_per_minute,
 )
 from binance_exporter.scheduler import Scheduler
-from binance_exporter.stream_refresh import Republisher, StreamRefresher
-from binance_exporter.stream_source import StreamBooks
-from binance_exporter.streams import StreamFeed
-from binance_exporter.workers import DaemonPool
 from binance_exporter.snapshot import ANALYTICS, JOBS, Snapshot, SnapshotStore
+
+if TYPE_CHECKING:  # imported for real only in stream mode (see _stream_mode)
+    from binance_exporter.stream_mode import StreamMode
 
 LOG = logging.getLogger("binance_exporter")
 # glibc mallopt() parameters, from <malloc.h>.
@@ -255,13 +254,13 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
         )
     client = BinanceClient(base_url, timeout=timeout, weight_share=weight_share)
     jobs = JOBS + ((ANALYTICS,) if analytics_settings else ())
-    feed: _Feed | None = None
+    feed: StreamMode | None = None
     if record is not None and (source != "stream" or once):
         raise click.UsageError("--record needs --source stream (and not --once)")
     if source == "stream" and not once:
-        feed = _Feed(client, stream_url, stream_snapshot_limit, _recorder(record))
-        refresher: Refresher = StreamRefresher(client, SnapshotStore(jobs), settings,
-                                               feed.books, feed.track)
+        feed = _stream_mode(client, SnapshotStore(jobs), settings,
+                            (stream_url, stream_snapshot_limit, record))
+        refresher: Refresher = feed.refresher
     else:
         refresher = Refresher(client, SnapshotStore(jobs), settings)
     job = AnalyticsJob(refresher, analytics_settings) if analytics_settings else None
@@ -271,44 +270,19 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
            (update_interval, refresh_interval, analytics_interval), output)
 
 
-class _Feed:
-    """Stream mode's parts: local books, their connections, and what republishes them."""
+def _stream_mode(client: BinanceClient, store: SnapshotStore, settings: Settings,
+                 stream: tuple[str, int, str | None]) -> StreamMode:
+    """Stream mode's parts; a `--record` path that cannot be written is a usage error."""
+    # Imported here: the REST mode never loads the websocket client or msgspec.
+    from binance_exporter.stream_mode import (  # pylint: disable=import-outside-toplevel
+        StreamMode,
+    )
 
-    def __init__(self, client: BinanceClient, url: str, snapshot_limit: int,
-                 recorder: Recorder | None = None) -> None:
-        self.republisher = Republisher()
-        self.pool = DaemonPool(4, name="snapshots")
-        self.recorder = recorder
-        self.books = StreamBooks(client, self.pool, snapshot_limit,
-                                 on_change=self.republisher.changed,
-                                 on_snapshot=recorder.snapshot if recorder else None)
-        self.connections = StreamFeed(url, self.books.on_data, self.books.on_connect,
-                                      on_raw=recorder.message if recorder else None)
-
-    def track(self, symbols: list[str]) -> None:
-        """Keep books and streams for exactly `symbols`."""
-        self.connections.track(self.books.track(symbols))
-
-    def view(self) -> StreamView:
-        """What the stream metrics show."""
-        return self.connections.stats(), self.books.update_ids(), self.books.resyncs()
-
-    def close(self) -> None:
-        """Close the connections, the snapshot workers and the recording."""
-        self.connections.stop()
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        if self.recorder is not None:
-            self.recorder.close()
-
-
-def _recorder(path: str | None) -> Recorder | None:
-    """The `--record` file, opened now so a bad path is a usage error, not a late surprise."""
-    if path is None:
-        return None
+    url, snapshot_limit, record = stream
     try:
-        return Recorder(path)
+        return StreamMode(client, store, settings, url, snapshot_limit, record)
     except OSError as exc:
-        raise click.BadParameter(f"cannot write {path}: {exc.strerror or exc}",
+        raise click.BadParameter(f"cannot write {record}: {exc.strerror or exc}",
                                  param_hint="--record") from exc
 
 
@@ -360,7 +334,7 @@ def _print_spreads(snapshot: Snapshot) -> None:
 
 
 def _http_server(
-    refresher: Refresher, listen: tuple[str, int], feed: _Feed | None
+    refresher: Refresher, listen: tuple[str, int], feed: StreamMode | None
 ) -> ExporterServer:
     """Bind the metrics server, rendering a page for every published snapshot."""
     store = refresher.store
@@ -384,7 +358,7 @@ def _http_server(
 def _serve(
     refresher: Refresher,
     job: AnalyticsJob | None,
-    feed: _Feed | None,
+    feed: StreamMode | None,
     listen: tuple[str, int],
     intervals: tuple[float, float, float],
     output: str,
@@ -421,13 +395,12 @@ def _serve(
     )
     # Daemon thread: a request stuck in its timeout must not delay shutdown.
     threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True).start()
-    if feed is not None and isinstance(refresher, StreamRefresher):
+    if feed is not None:
         # The stream reader holds the GIL most of the time; a 1 ms switch
         # interval (default 5 ms) lets scrapes through without waiting several
         # 5 ms turns (measured: scrape p50 31 ms -> 7 ms under 30k events/s).
         sys.setswitchinterval(0.001)
-        threading.Thread(target=feed.republisher.run, args=(refresher, stop), name="publisher",
-                         daemon=True).start()
+        feed.start_publisher(stop)
     while not stop.wait(0.5):
         pass
     server.shutdown()

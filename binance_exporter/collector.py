@@ -9,19 +9,19 @@ last good refresh (HELP says so); samples carry no timestamps.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from binance_exporter import __version__
 from binance_exporter.binance_client import ApiStats
-from binance_exporter.streams import StreamStats
 from binance_exporter.snapshot import Analytics, Answers, Snapshot
 
+if TYPE_CHECKING:  # stream mode's modules are loaded only in stream mode
+    from binance_exporter.stream_mode import StreamView
+
 CACHED = "Cached from the last successful refresh."
-# Stream mode: the connections' counters, each book's last update id and resyncs.
-StreamView = tuple[StreamStats, dict[str, int], dict[str, int]]
 FILL = "Simulated market order of `notional` quote asset walked through a GET /api/v3/depth " \
     "snapshot (buy: asks, sell: bids); no order is sent. "
 

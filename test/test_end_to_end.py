@@ -7,13 +7,15 @@ Python, not with the exporter's functions, so a shared mistake cannot hide.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import unittest
 from decimal import Decimal
 
 from test.fake_binance.market import Market
 from test.fake_binance.server import FakeBinance
-from test.support import Exporter, free_port, http_get, run_once, sample, wait_until
+from test.support import ROOT, Exporter, free_port, http_get, run_once, sample, wait_until
 
 # Fast enough for tests, inside the default weight plan (the exporter refuses
 # schedules that plan over half of Binance's limit).
@@ -280,6 +282,19 @@ class ServeTest(FakeTestCase):
                 self.assertLess(time.monotonic() - started, 2.0)
                 self.assertEqual(code, 0)
                 self.assertNotIn("Traceback", exporter.output()[1])
+
+
+
+class ImportsTest(unittest.TestCase):
+    """The REST mode does not load what only the stream mode needs."""
+
+    def test_the_cli_loads_no_stream_code(self):
+        code = ("import sys, binance_exporter.cli; "
+                "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                "('msgspec', 'websocket') or m.startswith('binance_exporter.stream')))")
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                                text=True, timeout=60, check=True)
+        self.assertEqual(result.stdout.strip(), "[]")
 
 
 if __name__ == "__main__":
