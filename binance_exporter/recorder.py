@@ -47,17 +47,19 @@ class Recorder:
 
     def message(self, text: str) -> None:
         """Record one stream text frame as received."""
-        self._write({"t": self._clock(), "m": text})
+        self._write({"m": text})
 
     def snapshot(self, symbol: str, limit: int, answer: Any) -> None:
         """Record one REST depth answer (the parsed JSON) a book started from."""
-        self._write({"t": self._clock(), "depth": symbol, "limit": limit, "answer": answer})
+        self._write({"depth": symbol, "limit": limit, "answer": answer})
 
-    def _write(self, record: dict[str, Any]) -> None:
-        line = self._encoder.encode(record) + b"\n"
+    def _write(self, fields: dict[str, Any]) -> None:
         with self._lock:
             if self._file.closed:
                 return  # after close() or a failed write
+            # The time is read under the lock, so the lines of the reader and
+            # worker threads are in the order of their times.
+            line = self._encoder.encode({"t": self._clock(), **fields}) + b"\n"
             try:
                 self._file.write(line)
                 self.lines += 1
