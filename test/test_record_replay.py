@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
+import subprocess
+import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -12,7 +15,9 @@ from test.fake_binance import replay
 from test.fake_binance.market import Market
 from test.fake_binance.server import FakeBinance
 from test.fake_binance.streams import FakeStreams
-from test.support import Exporter, sample, wait_until
+from test.support import ROOT, Exporter, sample, wait_until
+
+from websockets.sync.client import connect
 
 from binance_exporter.recorder import Recorder
 
@@ -165,6 +170,34 @@ class RecorderTest(unittest.TestCase):
             recorder.close()
         self.assertEqual(len(logs.records), 1)
         self.assertIn("could not finish", logs.output[0])
+
+
+
+class ReplayCommandTest(unittest.TestCase):
+    """`python -m test.fake_binance --replay FILE`, read by a raw (not combined) client."""
+
+    def test_a_raw_client_gets_the_payloads(self):
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "r.jsonl.gz"
+            payloads = [{"e": "depthUpdate", "E": 1, "s": "ETHBTC", "U": u, "u": u,
+                         "b": [["0.05", "1"]], "a": []} for u in (7, 8)]
+            recorder = Recorder(str(path))
+            for payload in payloads:
+                recorder.message(json.dumps({"stream": "ethbtc@depth@100ms", "data": payload}))
+            recorder.close()
+            process = subprocess.Popen(  # pylint: disable=consider-using-with
+                [sys.executable, "-m", "test.fake_binance", "--port", "0", "--ws-port", "0",
+                 "--tick", "0", "--replay", str(path), "--replay-speed", "10"],
+                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.addCleanup(process.communicate)  # cleanups run last first: kill, then reap
+            self.addCleanup(process.kill)
+            process.stdout.readline()  # the REST line
+            url = re.search(r"ws://127\.0\.0\.1:\d+", process.stdout.readline())
+            self.assertIsNotNone(url)
+            with connect(url.group(0) + "/ws/ethbtc@depth@100ms", open_timeout=5) as connection:
+                received = [connection.recv(timeout=5) for _ in payloads]
+        # Compact, as Binance (and every other frame of the fake) sends it.
+        self.assertEqual(received, [json.dumps(p, separators=(",", ":")) for p in payloads])
 
 
 if __name__ == "__main__":

@@ -551,8 +551,11 @@ class _ReplayHub(_Hub):
             self.position += 1
             for client in self.clients:
                 if frame.stream in client.streams:
-                    client.queue.put_nowait(frame.text if client.combined else
-                                            json.dumps(json.loads(frame.text)["data"]))
+                    # Combined clients get the frame verbatim; the others get
+                    # its payload the way every other frame is encoded for them.
+                    client.queue.put_nowait(
+                        frame.text if client.combined
+                        else client.frame(frame.stream, json.loads(frame.text)["data"]))
 
 
 class FakeStreams:
