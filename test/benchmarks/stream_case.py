@@ -43,6 +43,7 @@ from binance_exporter.streams import StreamSupervisor
 from binance_exporter.workers import DaemonPool
 
 from .naive_stream import NaiveBooks
+from .probes import percentile
 
 SYMBOLS = 50
 LEVELS = 1000
@@ -128,10 +129,6 @@ class _Rig:
         self.server.server_close()
         self.pool.shutdown()
         self.refresher.close()
-
-
-def _percentile(values: list[float], share: float) -> float:
-    return values[min(len(values) - 1, int(len(values) * share))] if values else float("nan")
 
 
 def _loaded(rig: _Rig, events: int, seed: int) -> list[str]:
@@ -250,8 +247,8 @@ def run(events: int = 200_000, rounds: int = 3, seed: int = 1) -> dict[str, floa
         "resyncs": float(sum(one["resyncs"] for one in full)),
         "publishes": float(sum(one["publishes"] for one in full)),
         "scrapes": float(len(latencies)),
-        "scrape_p50_ms": _percentile(latencies, 0.5),
-        "scrape_p99_ms": _percentile(latencies, 0.99),
+        "scrape_p50_ms": percentile(latencies, 0.5) if latencies else float("nan"),
+        "scrape_p99_ms": percentile(latencies, 0.99) if latencies else float("nan"),
         "scrape_max_ms": latencies[-1] if latencies else float("nan"),
     }
 
