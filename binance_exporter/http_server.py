@@ -63,8 +63,9 @@ class ExporterServer(ThreadingHTTPServer):
         bug of ours and is logged with its traceback.
         """
         del request
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            LOG.debug("client %s went away: %s", client_address[0], sys.exc_info()[1])
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            LOG.debug("client %s went away: %s", client_address[0], error)
         else:
             LOG.exception("could not answer %s", client_address[0])
 

@@ -3,9 +3,9 @@
 The rankings still come from REST (exchangeInfo and the 24 h tickers, once per
 `--refresh-interval`); every depth and best quote comes from the local books
 that `StreamBooks` keeps in sync from the diff-depth streams. `refresh_books`
-republishes spreads, notionals and VWAP whenever the books changed (the
-caller runs it at most every `PUBLISH_INTERVAL`), while the spreads job still
-takes the deltas and prints the report every `--update-interval`.
+republishes spreads, notionals and VWAP from them; `Republisher` runs it after
+the books changed, at most every `PUBLISH_INTERVAL`, while the spreads job
+still takes the deltas and prints the report every `--update-interval`.
 """
 
 from __future__ import annotations
