@@ -180,7 +180,8 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         opened = time.monotonic()
         while not self._stop.is_set():
             if self._dead.wait(0.2):
-                LOG.warning("stream connection lost; reconnecting")
+                if not self._stop.is_set():  # stop() sets both; that is no loss
+                    LOG.warning("stream connection lost; reconnecting")
                 return
             now = time.monotonic()
             if not client.socket_manager.is_alive():

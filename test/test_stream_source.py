@@ -329,6 +329,13 @@ class SupervisorTest(unittest.TestCase):
         wait_until(lambda: len(FakeClient.instances) == 5, timeout=5)
         self.assertGreaterEqual(supervisor.stats().reconnects, 4)
 
+    def test_stopping_is_not_reported_as_a_lost_connection(self):
+        supervisor = self.supervisor()
+        wait_until(lambda: supervisor.stats().connected, timeout=5)
+        with self.assertNoLogs("binance_exporter.streams", "WARNING"):
+            supervisor.stop()
+        self.assertTrue(FakeClient.instances[0].stopped)
+
     def test_refused_connections_are_retried(self):
         FakeClient.refuse = 1
         with self.assertLogs("binance_exporter.streams", "WARNING"):
