@@ -32,7 +32,7 @@ run: $(RUN_STAMP)
 	$(VENV)/bin/binance-exporter --port $(PORT)
 
 demo: $(DEV_STAMP)
-	@$(PY) -m test.fake_binance --port $(DEMO_MARKET_PORT) --tick 1 & market=$$!; \
+	@$(PY) -m fake_binance --port $(DEMO_MARKET_PORT) --tick 1 & market=$$!; \
 	trap 'kill $$market 2>/dev/null' EXIT INT TERM; \
 	sleep 1; \
 	echo "fake market on http://127.0.0.1:$(DEMO_MARKET_PORT); metrics on http://127.0.0.1:$(PORT)/metrics"; \
@@ -40,16 +40,16 @@ demo: $(DEV_STAMP)
 		--update-interval 2 --refresh-interval 10
 
 fake-market: $(DEV_STAMP)
-	$(PY) -m test.fake_binance --port $(DEMO_MARKET_PORT) --tick 1
+	$(PY) -m fake_binance --port $(DEMO_MARKET_PORT) --tick 1
 
 test: $(DEV_STAMP)
 	$(PY) -m coverage erase
-	$(PY) -m coverage run -m test
+	$(PY) -m coverage run -m tests
 	$(PY) -m coverage combine -q
 	$(PY) -m coverage report --fail-under=90
 
 lint: $(DEV_STAMP)
-	$(PY) -m pylint binance_exporter test
+	$(PY) -m pylint binance_exporter tests fake_binance bench
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* htmlcov *.egg-info
@@ -64,7 +64,7 @@ compose-up:
 
 SOAK_MINUTES ?= 3
 soak: $(DEV_STAMP)
-	$(PY) -m test.soak --minutes $(SOAK_MINUTES)
+	$(PY) -m tests.soak --minutes $(SOAK_MINUTES)
 
 bench: $(DEV_STAMP)
-	$(PY) -m test.benchmarks
+	$(PY) -m bench

@@ -22,13 +22,13 @@ import click
 from prometheus_client import CollectorRegistry
 
 from binance_exporter import __version__, report
-from binance_exporter.analytics_job import AnalyticsJob, AnalyticsSettings, analytics_weight
-from binance_exporter.binance_client import DEFAULT_WEIGHT_LIMIT, BinanceClient
-from binance_exporter.collector import SnapshotCollector
-from binance_exporter.exposition import Exposition
-from binance_exporter.http_server import ExporterServer
-from binance_exporter.market import VOLUME_FIELDS
-from binance_exporter.refresh import (
+from binance_exporter.jobs.analytics import AnalyticsJob, AnalyticsSettings, analytics_weight
+from binance_exporter.binance.rest import DEFAULT_WEIGHT_LIMIT, BinanceClient
+from binance_exporter.metrics.collector import SnapshotCollector
+from binance_exporter.metrics.exposition import Exposition
+from binance_exporter.metrics.http import ExporterServer
+from binance_exporter.market.quotes import VOLUME_FIELDS
+from binance_exporter.jobs.quotes import (
     RANKINGS,
     SPREADS,
     SPREADS_ALL,
@@ -38,11 +38,11 @@ from binance_exporter.refresh import (
     Settings,
     planned_weight_per_minute,
 )
-from binance_exporter.scheduler import Scheduler
-from binance_exporter.snapshot import ANALYTICS, JOBS, Snapshot, SnapshotStore
+from binance_exporter.jobs.scheduler import Scheduler
+from binance_exporter.model import ANALYTICS, JOBS, Snapshot, SnapshotStore
 
 if TYPE_CHECKING:  # imported for real only in stream mode (see _stream_mode)
-    from binance_exporter.stream_mode import StreamMode
+    from binance_exporter.sources.stream_mode import StreamMode
 
 LOG = logging.getLogger("binance_exporter")
 # glibc mallopt() parameters, from <malloc.h>.
@@ -274,7 +274,7 @@ def _stream_mode(client: BinanceClient, store: SnapshotStore, settings: Settings
                  stream: tuple[str, int, str | None]) -> StreamMode:
     """Stream mode's parts; a `--record` path that cannot be written is a usage error."""
     # Imported here: the REST mode never loads the websocket client or msgspec.
-    from binance_exporter.stream_mode import (  # pylint: disable=import-outside-toplevel
+    from binance_exporter.sources.stream_mode import (  # pylint: disable=import-outside-toplevel
         StreamMode,
     )
 
@@ -297,7 +297,7 @@ def _unknown_symbols(refresher: Refresher, job: AnalyticsJob | None) -> str | No
 def _once(refresher: Refresher, job: AnalyticsJob | None, output: str) -> int:
     """Answer once; 0 on success, 1 with one clear line when Binance could not answer."""
     # Failures are reported by the single line below, not by the refresh log too.
-    logging.getLogger("binance_exporter.refresh").setLevel(logging.ERROR)
+    logging.getLogger("binance_exporter.jobs.quotes").setLevel(logging.ERROR)
     snapshot = refresher.refresh_rankings()
     if (unknown := _unknown_symbols(refresher, job)) is not None:
         click.echo(unknown, err=True)

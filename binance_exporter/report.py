@@ -7,9 +7,9 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from binance_exporter.analytics import Fill
-from binance_exporter.market import QUOTE_VOLUME
-from binance_exporter.snapshot import Analytics, Answers
+from binance_exporter.market.fills import Fill
+from binance_exporter.market.quotes import QUOTE_VOLUME
+from binance_exporter.model import Analytics, Answers
 
 EIGHT_PLACES = Decimal("1e-8")
 MAX_LISTED = 20  # symbols a text report lists one by one

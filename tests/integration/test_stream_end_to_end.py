@@ -1,0 +1,106 @@
+"""Stream mode end to end: the exporter process on the fake REST API and fake streams."""
+
+from __future__ import annotations
+
+import unittest
+from decimal import Decimal
+from fake_binance.market import Market
+from fake_binance.server import FakeBinance
+from fake_binance.streams import FakeStreams
+from tests.support import Exporter, sample, wait_until
+
+STREAM = ("--source", "stream", "--no-analytics", "--update-interval", "0.5",
+          "--refresh-interval", "30")
+
+
+class StreamModeTest(unittest.TestCase):
+    """Local books follow the market through the streams and survive faults."""
+
+    def setUp(self) -> None:
+        self.market = Market(seed=7)
+        self.rest = FakeBinance(self.market).start()
+        self.addCleanup(self.rest.stop)
+        self.streams = FakeStreams(self.market, ping_interval=5).start()
+        self.addCleanup(self.streams.stop)
+        self.exporter = Exporter(self.rest.url, *STREAM, "--stream-url", self.streams.url)
+        self.addCleanup(self.exporter.close)
+        self.exporter.wait_ready(timeout=15)
+
+    def expected_spreads(self) -> dict[str, float]:
+        """Spreads of the ranked USDT symbols, from the market's own books."""
+        samples = self.exporter.scrape()
+        symbols = [labels[0][1] for (name, labels) in samples if name == "binance_spread"]
+        self.assertEqual(len(symbols), 5)
+        spreads = {}
+        for symbol in symbols:
+            bids, asks = self.market.book(symbol)
+            spreads[symbol] = float(Decimal(asks[0][0]) - Decimal(bids[0][0]))
+        return spreads
+
+    def follows(self, timeout: float = 3.0) -> dict:
+        """Wait until every served spread equals the market's; return the scrape."""
+        expected = self.expected_spreads()
+
+        def matched():
+            now = self.exporter.scrape()
+            ok = all(abs((sample(now, "binance_spread", symbol=s) or -1) - v) < 1e-12
+                     for s, v in expected.items())
+            return now if ok else None
+
+        return wait_until(matched, timeout=timeout)
+
+    def test_values_follow_the_market_at_no_rest_cost(self):
+        samples = self.follows()
+        self.assertEqual(sample(samples, "binance_stream_connected"), 1)
+        self.assertEqual(sample(samples, "binance_up"), 1)
+        self.rest.reset_log()
+        for _ in range(3):
+            self.market.step()
+            self.streams.flush()  # the fake has sent the diffs
+            # How fast is `make bench`'s business (timed tests are flaky under
+            # coverage); this proves the values follow without any REST call.
+            self.follows(timeout=10.0)
+        paths = {r.path for r in self.rest.requests}
+        self.assertNotIn("/api/v3/ticker/bookTicker", paths)
+        self.assertNotIn("/api/v3/depth", paths)
+        samples = self.exporter.scrape()
+        bids, asks = self.market.book("ETHBTC")
+        notional = sum((p * q for p, q in bids[:200]), Decimal(0))
+        self.assertAlmostEqual(sample(samples, "binance_order_book_notional", symbol="ETHBTC",
+                                      side="bid"), float(notional))
+        vwap_bid = notional / sum((q for _p, q in bids[:200]), Decimal(0))
+        vwap_ask = (sum((p * q for p, q in asks[:200]), Decimal(0))
+                    / sum((q for _p, q in asks[:200]), Decimal(0)))
+        self.assertAlmostEqual(sample(samples, "binance_vwap_price", symbol="ETHBTC"),
+                               float((vwap_bid + vwap_ask) / 2))
+        self.assertIsNotNone(sample(samples, "binance_vwap_price_average", symbol="ETHBTC",
+                                    window="30s"))
+        self.assertGreater(sample(samples, "binance_stream_messages_total",
+                                  stream_type="depth@100ms"), 0)
+        self.assertEqual(sample(samples, "binance_order_book_update_id", symbol="ETHBTC"),
+                         self.market.depth("ETHBTC", 1)["lastUpdateId"])
+
+    def test_dropped_connection_reconnects_and_recovers(self):
+        self.follows()
+        self.streams.drop_connections()
+        wait_until(lambda: (sample(self.exporter.scrape(), "binance_stream_reconnects_total")
+                            or 0) >= 1, timeout=10)
+        self.market.step()
+        samples = self.follows(timeout=10)
+        self.assertEqual(sample(samples, "binance_stream_connected"), 1)
+
+    def test_gap_in_update_ids_resyncs_the_book(self):
+        self.follows()
+        self.streams.skip_next_event("BTCUSDT")
+        self.market.step()  # this step's event is lost...
+        self.streams.flush()
+        self.market.step()  # ...and the next one shows the gap
+        self.streams.flush()
+        wait_until(lambda: (sample(self.exporter.scrape(), "binance_order_book_resyncs_total",
+                                   symbol="BTCUSDT") or 0) >= 1, timeout=10)
+        self.market.step()
+        self.follows(timeout=10)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,259 @@
+"""The Binance client wrapper: error mapping, weight budget, back-off gate.
+
+These use a stand-in for binance-connector's `Spot` that raises exactly what
+the connector raises (its own exception classes, `requests` exceptions,
+KeyError), so each mapping is checked without a network; the end-to-end tests
+check the same paths against the fake Binance over HTTP.
+"""
+
+import unittest
+from typing import Any, Callable
+
+import requests
+from binance.error import ClientError, ServerError
+from requests.structures import CaseInsensitiveDict
+
+from binance_exporter.binance import rest as bc
+from binance_exporter.binance.rest import BinanceClient, BinanceError
+
+
+class Clock:
+    """A settable clock."""
+
+    def __init__(self, now: float = 1_000_020.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class StubSpot:
+    """Answers every call with what `behaviour` returns or raises."""
+
+    def __init__(self, behaviour: Callable[[str, dict], Any], **kwargs: Any) -> None:
+        self.behaviour = behaviour
+        self.kwargs = kwargs
+        self.calls: list[tuple[str, dict]] = []
+
+    def _answer(self, name: str, **params: Any) -> Any:
+        self.calls.append((name, params))
+        return self.behaviour(name, params)
+
+    def exchange_info(self):
+        """Stand-in for Spot.exchange_info."""
+        return self._answer("exchange_info")
+
+    def ticker_24hr(self, **params):
+        """Stand-in for Spot.ticker_24hr."""
+        return self._answer("ticker_24hr", **params)
+
+    def depth(self, symbol, **params):
+        """Stand-in for Spot.depth."""
+        return self._answer("depth", symbol=symbol, **params)
+
+    def book_ticker(self, **params):
+        """Stand-in for Spot.book_ticker."""
+        return self._answer("book_ticker", **params)
+
+
+def ok(data: Any, weight: int = 7) -> Callable[[str, dict], Any]:
+    """Answer like Spot(show_limit_usage=True) does."""
+    return lambda name, params: {"limit_usage": {"x-mbx-used-weight-1m": str(weight)},
+                                 "data": data}
+
+
+def raising(exc: BaseException) -> Callable[[str, dict], Any]:
+    """Raise `exc` on every call."""
+    def behave(name: str, params: dict) -> Any:
+        raise exc
+    return behave
+
+
+def headers(**values: str) -> CaseInsensitiveDict:
+    """Response headers as binance-connector hands them over."""
+    return CaseInsensitiveDict({k.replace("_", "-"): v for k, v in values.items()})
+
+
+class ClientTestCase(unittest.TestCase):
+    """A client over stub Spots and a settable clock."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.spots: list[StubSpot] = []
+    def make(self, behaviour, **kwargs) -> BinanceClient:
+        """A client whose Spots behave as `behaviour` says."""
+
+        def factory(**spot_kwargs):
+            spot = StubSpot(behaviour, **spot_kwargs)
+            self.spots.append(spot)
+            return spot
+
+        return BinanceClient("http://127.0.0.1:1", timeout=3.0, clock=self.clock,
+                             spot_factory=factory, **kwargs)
+
+
+class SuccessTest(ClientTestCase):
+    """Successful calls."""
+    def test_returns_data_and_records_weight_and_counts(self):
+        client = self.make(ok({"symbols": []}, weight=42))
+        self.assertEqual(client.exchange_info(), {"symbols": []})
+        stats = client.stats()
+        self.assertEqual(stats.weight_used, 42)
+        self.assertEqual(stats.requests, {(bc.EXCHANGE_INFO, "200"): 1})
+
+    def test_spot_gets_timeout_and_usage_headers(self):
+        client = self.make(ok([]))
+        client.tickers_24h()
+        self.assertEqual(self.spots[0].kwargs,
+                         {"base_url": "http://127.0.0.1:1", "timeout": 3.0,
+                          "show_limit_usage": True})
+        self.assertEqual(self.spots[0].calls, [("ticker_24hr", {"type": "MINI"})])
+
+    def test_book_tickers_with_and_without_symbols(self):
+        client = self.make(ok([]))
+        client.book_tickers(["A", "B"])
+        client.book_tickers(None)
+        self.assertEqual(self.spots[0].calls, [("book_ticker", {"symbols": ["A", "B"]}),
+                                               ("book_ticker", {"symbols": None})])
+
+    def test_depth_passes_limit(self):
+        client = self.make(ok({}))
+        client.depth("ETHBTC", 200)
+        self.assertEqual(self.spots[0].calls, [("depth", {"symbol": "ETHBTC", "limit": 200})])
+
+    def test_weights(self):
+        self.assertEqual([bc.depth_weight(n) for n in (1, 100, 101, 500, 501, 1000, 1001, 5000)],
+                         [5, 5, 25, 25, 50, 50, 250, 250])
+
+
+class ErrorMappingTest(ClientTestCase):
+    """Every connector failure becomes one BinanceError kind."""
+    def assert_error(self, behaviour, kind: str, code_label: str, **attrs) -> BinanceError:
+        """Call depth() and check the error and the request counter."""
+        client = self.make(behaviour)
+        with self.assertRaises(BinanceError) as caught:
+            client.depth("ETHBTC", 200)
+        self.assertEqual(caught.exception.kind, kind)
+        for name, value in attrs.items():
+            self.assertEqual(getattr(caught.exception, name), value)
+        self.assertEqual(client.stats().requests, {(bc.DEPTH, code_label): 1})
+        return caught.exception
+
+    def test_invalid_symbol(self):
+        error = self.assert_error(
+            raising(ClientError(400, -1121, "Invalid symbol.", headers(), None)),
+            bc.CLIENT, "400", status=400, code=-1121)
+        self.assertTrue(error.invalid_symbol)
+
+    def test_server_error(self):
+        self.assert_error(raising(ServerError(503, "<html>down</html>")), bc.SERVER, "503",
+                          status=503)
+
+    def test_transport_errors(self):
+        for exc in (requests.exceptions.ConnectionError("refused"),
+                    requests.exceptions.ReadTimeout("slow"),
+                    requests.exceptions.ChunkedEncodingError("truncated")):
+            with self.subTest(exc=type(exc).__name__):
+                self.assert_error(raising(exc), bc.TRANSPORT, "error")
+
+    def test_4xx_body_without_code(self):
+        self.assert_error(raising(KeyError("code")), bc.BAD_RESPONSE, "error")
+
+    def test_non_json_body(self):
+        client = self.make(ok("<html>maintenance</html>"))
+        with self.assertRaises(BinanceError) as caught:
+            client.depth("ETHBTC", 200)
+        self.assertEqual(caught.exception.kind, bc.BAD_RESPONSE)
+
+    def test_unexpected_wrapper_shape(self):
+        client = self.make(lambda name, params: ["not", "wrapped"])
+        with self.assertRaises(BinanceError) as caught:
+            client.depth("ETHBTC", 200)
+        self.assertEqual(caught.exception.kind, bc.BAD_RESPONSE)
+
+
+class BackoffTest(ClientTestCase):
+    """429/418 handling."""
+    def rate_limited(self, status: int, retry_after: str | None) -> BinanceClient:
+        """A client that has just been answered `status`."""
+        # A low weight header: a 429 can also come from another limiter, and
+        # this test is about the back-off gate, not the weight budget.
+        values = {"X-MBX-USED-WEIGHT-1M": "100"}
+        if retry_after is not None:
+            values["Retry-After"] = retry_after
+        error = ClientError(status, -1003, "Too much request weight used", headers(**values), None)
+        client = self.make(raising(error))
+        with self.assertRaises(BinanceError) as caught:
+            client.depth("ETHBTC", 200)
+        self.assertEqual(caught.exception.kind, bc.BANNED if status == 418 else bc.RATE_LIMITED)
+        return client
+
+    def test_429_honours_retry_after_and_sends_nothing_until_then(self):
+        client = self.rate_limited(429, "7")
+        self.assertAlmostEqual(client.blocked_for(), 7.0)
+        self.assertEqual(client.stats().backoff_until, self.clock.now + 7)
+        self.clock.now += 6.9
+        with self.assertRaises(BinanceError) as caught:
+            client.depth("ETHBTC", 200)
+        self.assertEqual(caught.exception.kind, bc.BACKING_OFF)
+        self.assertTrue(caught.exception.local)
+        self.assertEqual(len(self.spots[0].calls), 1)  # the refused call never left
+        self.clock.now += 0.2
+        with self.assertRaises(BinanceError):
+            client.depth("ETHBTC", 200)
+        self.assertEqual(len(self.spots[0].calls), 2)
+
+    def test_429_without_retry_after_waits_a_minute(self):
+        client = self.rate_limited(429, None)
+        self.assertAlmostEqual(client.blocked_for(), bc.DEFAULT_RATE_LIMIT_BACKOFF)
+
+    def test_418_honours_retry_after_and_logs_loudly(self):
+        with self.assertLogs("binance_exporter.binance.rest", "ERROR") as logs:
+            client = self.rate_limited(418, "120")
+        self.assertAlmostEqual(client.blocked_for(), 120.0)
+        self.assertIn("BANNED", logs.output[0])
+
+    def test_unreadable_retry_after_counts_as_missing(self):
+        client = self.rate_limited(429, "soon")
+        self.assertAlmostEqual(client.blocked_for(), bc.DEFAULT_RATE_LIMIT_BACKOFF)
+
+
+class BudgetTest(ClientTestCase):
+    """The weight budget."""
+    def test_refuses_before_exceeding_the_share_of_the_limit(self):
+        client = self.make(ok({}, weight=2990), weight_share=0.5)
+        client.depth("A", 100)  # header: 2990 used of 6000
+        with self.assertRaises(BinanceError) as caught:
+            client.depth("A", 200)  # 2990 + 25 > 3000
+        self.assertEqual(caught.exception.kind, bc.BUDGET)
+        self.assertGreater(caught.exception.retry_after, 0)
+        client.depth("A", 100)  # 2990 + 5 still fits
+        self.assertEqual(len(self.spots[0].calls), 2)
+
+    def test_budget_follows_the_announced_limit(self):
+        client = self.make(ok({}, weight=500), weight_share=0.5)
+        client.set_weight_limit(1000)
+        client.depth("A", 100)
+        with self.assertRaises(BinanceError):
+            client.depth("A", 100)
+        client.set_weight_limit(None)  # ignored
+        self.assertEqual(client.stats().weight_limit, 1000)
+
+    def test_budget_resets_with_the_minute(self):
+        client = self.make(ok({}, weight=2999), weight_share=0.5)
+        client.depth("A", 1)
+        with self.assertRaises(BinanceError):
+            client.depth("A", 1)
+        self.clock.now += 60
+        self.assertEqual(client.stats().weight_used, 0)
+        client.depth("A", 1)
+
+    def test_weight_is_reserved_before_the_answer(self):
+        # A request without a weight header still counts its own weight.
+        client = self.make(lambda name, params: {"data": {}})
+        client.depth("A", 1000)
+        self.assertEqual(client.stats().weight_used, 50)
+
+
+if __name__ == "__main__":
+    unittest.main()
