@@ -34,7 +34,7 @@ from binance_exporter.binance.rest import ApiStats
 from binance_exporter.metrics.collector import SnapshotCollector
 from binance_exporter.metrics.exposition import Exposition
 from binance_exporter.metrics.http import ExporterServer
-from binance_exporter.market.quotes import SymbolInfo, Ticker24h
+from binance_exporter.market.types import SymbolInfo, Ticker24h
 from binance_exporter.jobs.quotes import Settings
 from binance_exporter.model import Answers, Snapshot, SnapshotStore
 from binance_exporter.jobs.republisher import Republisher, StreamRefresher

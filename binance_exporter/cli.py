@@ -23,11 +23,12 @@ from prometheus_client import CollectorRegistry
 
 from binance_exporter import __version__, report
 from binance_exporter.jobs.analytics import AnalyticsJob, AnalyticsSettings, analytics_weight
-from binance_exporter.binance.rest import DEFAULT_WEIGHT_LIMIT, BinanceClient
+from binance_exporter.binance.rest import BinanceClient
+from binance_exporter.binance.weights import DEFAULT_WEIGHT_LIMIT
 from binance_exporter.metrics.collector import SnapshotCollector
 from binance_exporter.metrics.exposition import Exposition
 from binance_exporter.metrics.http import ExporterServer
-from binance_exporter.market.quotes import VOLUME_FIELDS
+from binance_exporter.market.types import VOLUME_FIELDS
 from binance_exporter.jobs.quotes import (
     RANKINGS,
     SPREADS,

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable, Mapping
 
-from binance_exporter.market.fills import Fill, SideTotals
-from binance_exporter.market.quotes import SymbolInfo, Ticker24h
+from binance_exporter.market.fills import Fill
+from binance_exporter.market.trades import SideTotals
+from binance_exporter.market.types import SymbolInfo, Ticker24h
 
 RANKINGS = "rankings"
 SPREADS = "spreads"

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from binance_exporter.market.fills import Fill
-from binance_exporter.market.quotes import QUOTE_VOLUME
+from binance_exporter.market.types import QUOTE_VOLUME
 from binance_exporter.model import Analytics, Answers
 
 EIGHT_PLACES = Decimal("1e-8")

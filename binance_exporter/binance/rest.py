@@ -29,34 +29,24 @@ import requests
 from binance.error import ClientError, ServerError
 from binance.spot import Spot
 
+from binance_exporter.binance.weights import (
+    AGG_TRADES,
+    AGG_TRADES_WEIGHT,
+    BOOK_TICKER,
+    BOOK_TICKER_MULTI_WEIGHT,
+    DEFAULT_WEIGHT_LIMIT,
+    DEPTH,
+    EXCHANGE_INFO,
+    EXCHANGE_INFO_WEIGHT,
+    TICKER_24H,
+    TICKER_24H_ALL_WEIGHT,
+    depth_weight,
+)
+
 LOG = logging.getLogger(__name__)
 
-DEFAULT_WEIGHT_LIMIT = 6000  # REQUEST_WEIGHT per minute until exchangeInfo says otherwise
 DEFAULT_RATE_LIMIT_BACKOFF = 60.0  # seconds to wait after a 429/418 without Retry-After
 INVALID_SYMBOL = -1121
-
-EXCHANGE_INFO = "/api/v3/exchangeInfo"
-TICKER_24H = "/api/v3/ticker/24hr"
-DEPTH = "/api/v3/depth"
-BOOK_TICKER = "/api/v3/ticker/bookTicker"
-AGG_TRADES = "/api/v3/aggTrades"
-
-# Request weights from Binance's REST docs (weights as of 2023-10 onwards).
-EXCHANGE_INFO_WEIGHT = 20
-TICKER_24H_ALL_WEIGHT = 80
-BOOK_TICKER_MULTI_WEIGHT = 4
-AGG_TRADES_WEIGHT = 4
-
-
-def depth_weight(limit: int) -> int:
-    """Weight of `GET /api/v3/depth` for a requested `limit`."""
-    if limit <= 100:
-        return 5
-    if limit <= 500:
-        return 25
-    if limit <= 1000:
-        return 50
-    return 250
 
 
 # Kinds of failure, so callers can decide without knowing binance-connector.

@@ -19,22 +19,23 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Sequence
 
+from binance_exporter.binance.payloads import parse_agg_trades
 from binance_exporter.market.fills import (
     ASK,
     BID,
     BUY,
-    SELL,
     Fill,
-    TradeFlow,
+    SELL,
     depth_within,
-    gap_possible,
     mid_price,
-    next_page_params,
-    parse_agg_trades,
     simulate_fill,
 )
-from binance_exporter.binance.rest import AGG_TRADES_WEIGHT, BinanceError, depth_weight
-from binance_exporter.market.quotes import Level, OrderBook, book_top, parse_depth, quote_problem
+from binance_exporter.market.trades import TradeFlow, gap_possible, next_page_params
+from binance_exporter.binance.rest import BinanceError
+from binance_exporter.binance.weights import AGG_TRADES_WEIGHT, depth_weight
+from binance_exporter.binance.payloads import parse_depth
+from binance_exporter.market.quotes import book_top, quote_problem
+from binance_exporter.market.types import Level, OrderBook
 from binance_exporter.jobs.quotes import REFRESH_ERRORS, Refresher
 from binance_exporter.model import (
     ANALYTICS,

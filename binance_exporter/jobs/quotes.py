@@ -23,39 +23,38 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Callable, Mapping
 
-from binance_exporter.binance.rest import (
+from binance_exporter.binance.rest import BinanceClient, BinanceError
+from binance_exporter.binance.weights import (
     BOOK_TICKER_MULTI_WEIGHT,
     EXCHANGE_INFO_WEIGHT,
     TICKER_24H_ALL_WEIGHT,
-    BinanceClient,
-    BinanceError,
     depth_weight,
 )
-from binance_exporter.market.quotes import (
-    CROSSED,
-    EMPTY,
-    ONE_SIDED,
-    QUOTE_VOLUME,
-    ExchangeInfo,
-    OrderBook,
+from binance_exporter.binance.payloads import (
     PayloadError,
-    depth_limit_for,
     parse_book_tickers,
     parse_depth,
     parse_exchange_info,
     parse_tickers_24h,
-    BookTop,
+)
+from binance_exporter.binance.weights import depth_limit_for
+from binance_exporter.market.quotes import (
+    CROSSED,
+    EMPTY,
+    ONE_SIDED,
     quote_problem,
-    shard_owns,
-    spread,
     side_notional,
+    spread,
     spread_deltas,
     spread_ratio,
-    Ticker24h,
-    top_by_trades,
-    tradable_symbols,
-    top_by_volume,
 )
+from binance_exporter.market.rankings import (
+    shard_owns,
+    top_by_trades,
+    top_by_volume,
+    tradable_symbols,
+)
+from binance_exporter.market.types import BookTop, ExchangeInfo, OrderBook, QUOTE_VOLUME, Ticker24h
 from binance_exporter.market.vwap import TimeWeightedAverage, vwap_price
 from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.model import (

@@ -17,7 +17,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Callable
 
-from binance_exporter.market.quotes import ExchangeInfo, OrderBook, Ticker24h, book_top
+from binance_exporter.market.quotes import book_top
+from binance_exporter.market.types import ExchangeInfo, OrderBook, Ticker24h
 from binance_exporter.jobs.quotes import (
     SPREADS,
     NotSynced,

@@ -34,64 +34,34 @@ import enum
 from bisect import bisect_left
 from collections import deque
 from decimal import Decimal
-from typing import Iterable
+from typing import Iterable, Protocol, Sequence
 
-import msgspec
+from binance_exporter.market.types import Level, OrderBook
 
-from binance_exporter.market.quotes import ZERO, Level, OrderBook, PayloadError
 
-DEPTH_UPDATE = "depthUpdate"
+class DepthDiff(Protocol):
+    """One diff-depth event as the book needs it (`binance.depth_events.DepthUpdate`)."""
+
+    @property
+    def first_update_id(self) -> int:
+        """U: the first update id the event covers."""
+
+    @property
+    def last_update_id(self) -> int:
+        """u: the last update id the event covers."""
+
+    @property
+    def bids(self) -> Sequence[Level]:
+        """Absolute new quantities of bid levels (0 removes a level)."""
+
+    @property
+    def asks(self) -> Sequence[Level]:
+        """Absolute new quantities of ask levels (0 removes a level)."""
+
+
 # 10 000 events is 1000 s of a 100 ms stream: far longer than a snapshot takes,
 # yet a stream whose snapshot never comes cannot grow the buffer without end.
 DEFAULT_MAX_BUFFERED = 10_000
-
-
-class DepthUpdate(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag=DEPTH_UPDATE):
-    """One diff-depth event: absolute new quantities for update ids U..u.
-
-    A msgspec Struct, so that `decode_depth_update` turns the JSON text into
-    this object, Decimals included, in one pass of C code: parsing levels one
-    by one in Python was most of the cost of an event. `e` is the tag: any
-    other event type is refused (an event without `e` is read as a depth
-    diff; the stream name already says it is one). Not tracked by the cyclic
-    GC (`gc=False`): it holds only strings, ints and Decimals.
-    """
-
-    symbol: str = msgspec.field(name="s")
-    event_time: int = msgspec.field(name="E")
-    first_update_id: int = msgspec.field(name="U")
-    last_update_id: int = msgspec.field(name="u")
-    bids: tuple[Level, ...] = msgspec.field(name="b")
-    asks: tuple[Level, ...] = msgspec.field(name="a")
-
-    def __post_init__(self) -> None:
-        # msgspec has checked the types (ids are ints, not bools or floats;
-        # each level is two decimals read exactly from their JSON text); what
-        # is left are the values. A ValueError here becomes a ValidationError.
-        if not self.symbol:
-            raise ValueError("empty symbol")
-        if self.first_update_id > self.last_update_id:
-            raise ValueError(f"U {self.first_update_id} > u {self.last_update_id}")
-        for side in (self.bids, self.asks):
-            for price, qty in side:
-                # is_finite first: comparing a NaN raises instead of answering.
-                if not (price.is_finite() and qty.is_finite() and price > ZERO and qty >= ZERO):
-                    raise ValueError(f"impossible level [{price}, {qty}]")
-
-
-_DEPTH_DECODER = msgspec.json.Decoder(DepthUpdate)
-
-
-def decode_depth_update(raw: bytes | str | msgspec.Raw) -> DepthUpdate:
-    """Decode the `data` of a `<symbol>@depth` / `@depth@100ms` message (binance-api.md §4.4).
-
-    Raises PayloadError when the text is not JSON, not a depthUpdate, or not
-    of the documented shape and values, so a broken frame never touches a book.
-    """
-    try:
-        return _DEPTH_DECODER.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise PayloadError(f"depthUpdate: {exc}") from exc
 
 
 class State(enum.Enum):
@@ -177,7 +147,7 @@ class LocalBook:
         self._state = State.BUFFERING
         # Oldest events fall off a full buffer; the first buffered U then moves
         # on with it, which keeps the snapshot check of step 3 correct.
-        self._buffer: deque[DepthUpdate] = deque(maxlen=max_buffered)
+        self._buffer: deque[DepthDiff] = deque(maxlen=max_buffered)
         # Each side is two parallel lists, prices ascending: the best bid is
         # the last, the best ask the first.
         self._bid_prices: list[Decimal] = []
@@ -221,7 +191,7 @@ class LocalBook:
         """
         return self._state is State.BUFFERING and bool(self._buffer)
 
-    def on_event(self, update: DepthUpdate) -> Outcome:
+    def on_event(self, update: DepthDiff) -> Outcome:
         """Feed one diff-depth event: buffer it, apply it, or report a resync."""
         if update.symbol != self.symbol:
             raise ValueError(f"{update.symbol} event fed to the {self.symbol} book")
@@ -286,7 +256,7 @@ class LocalBook:
         self._ask_prices, self._ask_qty = [], []
         self._local_id = None
 
-    def _apply(self, update: DepthUpdate) -> Outcome:
+    def _apply(self, update: DepthDiff) -> Outcome:
         """Step 6 for one event on a synced book."""
         local_id = self._local_id
         assert local_id is not None  # SYNCED always has a local id

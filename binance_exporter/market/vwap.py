@@ -16,24 +16,20 @@ from decimal import Decimal, localcontext
 from itertools import islice, starmap
 from operator import itemgetter, mul
 
-from binance_exporter.market.quotes import ZERO, Level, OrderBook, quote_problem
-
-# Sums (price × quantity, value × seconds) keep every digit: 60 digits cover
-# 5000 levels of 8-decimal prices and quantities in the billions unrounded.
-_SUM_PRECISION = 60
+from binance_exporter.market.numbers import CONTEXT, ZERO
+from binance_exporter.market.quotes import quote_problem
+from binance_exporter.market.types import Level, OrderBook
 
 
 def _side_vwap(levels: list[Level]) -> Decimal | None:
     """Σ price × qty / Σ qty over the given levels; None when no quantity."""
-    with localcontext() as ctx:
-        ctx.prec = _SUM_PRECISION
+    with localcontext(CONTEXT):
         # map/starmap keep the loops in C: this runs for every book, 10 times a second.
         notional = sum(starmap(mul, levels), ZERO)
         quantity = sum(map(itemgetter(1), levels), ZERO)
-    if quantity <= ZERO:
-        return None
-    # The one rounding happens here, in the caller's (default 28-digit) context.
-    return notional / quantity
+        if quantity <= ZERO:
+            return None
+        return notional / quantity  # the one rounding
 
 
 def vwap_price(book: OrderBook, levels: int) -> Decimal | None:
@@ -53,7 +49,8 @@ def vwap_price(book: OrderBook, levels: int) -> Decimal | None:
     ask = _side_vwap(asks)
     if bid is None or ask is None:
         return None
-    return (bid + ask) / 2
+    with localcontext(CONTEXT):
+        return (bid + ask) / 2
 
 
 def _seconds(value: float, what: str) -> Decimal:
@@ -118,8 +115,7 @@ class TimeWeightedAverage:
         if not isinstance(value, Decimal) or not value.is_finite():
             raise ValueError(f"value must be a finite Decimal, not {value!r}")
         samples = self._samples
-        with localcontext() as ctx:
-            ctx.prec = _SUM_PRECISION  # value × seconds sums keep every digit
+        with localcontext(CONTEXT):  # value × seconds sums keep every digit
             if samples:
                 last, last_value = samples[-1]
                 if when < last:
@@ -148,8 +144,7 @@ class TimeWeightedAverage:
         last, last_value = samples[-1]
         if end == start:
             return last_value
-        with localcontext() as ctx:
-            ctx.prec = _SUM_PRECISION
+        with localcontext(CONTEXT):
             total = self._area + last_value * (end - last)
             # Cut the steps, or parts of steps, before the window start: since
             # `add` dropped what ended before its own window, that is the first
@@ -159,4 +154,4 @@ class TimeWeightedAverage:
                     break
                 ended = samples[index + 1][0] if index + 1 < len(samples) else end
                 total -= value * (min(ended, start) - began)
-        return total / (end - start)
+            return total / (end - start)

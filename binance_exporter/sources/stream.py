@@ -17,8 +17,10 @@ from typing import Callable
 import msgspec
 
 from binance_exporter.binance.rest import BinanceClient, BinanceError
-from binance_exporter.market.quotes import OrderBook, PayloadError, parse_depth
-from binance_exporter.market.order_book import DepthUpdate, LocalBook, Outcome, decode_depth_update
+from binance_exporter.binance.payloads import PayloadError, parse_depth
+from binance_exporter.market.types import OrderBook
+from binance_exporter.binance.depth_events import DepthUpdate, decode_depth_update
+from binance_exporter.market.order_book import LocalBook, Outcome
 from binance_exporter.jobs.pool import DaemonPool
 
 LOG = logging.getLogger(__name__)

@@ -2,22 +2,28 @@
 
 import json
 import unittest
-from decimal import Decimal as D, localcontext
+from decimal import Decimal as D
+from decimal import localcontext
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from binance_exporter.market import fills as analytics
-from binance_exporter.market.fills import AggTrade, Split, TradeFlow
-from binance_exporter.market.quotes import OrderBook, PayloadError, parse_depth
+from binance_exporter.binance import payloads
+from binance_exporter.binance.payloads import PayloadError, parse_depth
+from binance_exporter.market import fills
+from binance_exporter.market import trades as trade_flow
+from binance_exporter.market.fills import Split
+from binance_exporter.market.trades import AggTrade, TradeFlow
+from binance_exporter.market.types import OrderBook
 
 FIXTURES = (
     Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "binance-spot-mainnet-2021-10-22"
 )
 
 # 150 / 101 = 1.(4851) repeating; kept to 50 significant digits, rounded down.
-QTY_150_AT_101 = D("1.4851485148514851485148514851485148514851485148514")
+# 150 / 101 to 60 significant digits, rounded down (the policy of market.numbers).
+QTY_150_AT_101 = D("1.48514851485148514851485148514851485148514851485148514851485")
 TINY = D("1e-45")  # how far a result rounded at the 50th digit may be from the exact value
 
 
@@ -35,18 +41,18 @@ class MidPriceTest(unittest.TestCase):
     """The mid every other analytic measures from."""
 
     def test_mid_is_the_mean_of_best_bid_and_ask(self):
-        self.assertEqual(analytics.mid_price(book([(99, 1), (98, 1)], [(101, 1)])), D(100))
+        self.assertEqual(fills.mid_price(book([(99, 1), (98, 1)], [(101, 1)])), D(100))
         # (60650.00 + 60650.01) / 2, exact
         self.assertEqual(
-            analytics.mid_price(book([("60650.00", 1)], [("60650.01", 1)])), D("60650.005")
+            fills.mid_price(book([("60650.00", 1)], [("60650.01", 1)])), D("60650.005")
         )
 
     def test_no_mid_for_empty_one_sided_crossed_or_locked_books(self):
-        self.assertIsNone(analytics.mid_price(book()))
-        self.assertIsNone(analytics.mid_price(book(bids=[(99, 1)])))
-        self.assertIsNone(analytics.mid_price(book(asks=[(101, 1)])))
-        self.assertIsNone(analytics.mid_price(book([(102, 1)], [(101, 1)])))
-        self.assertIsNone(analytics.mid_price(book([(101, 1)], [(101, 1)])))
+        self.assertIsNone(fills.mid_price(book()))
+        self.assertIsNone(fills.mid_price(book(bids=[(99, 1)])))
+        self.assertIsNone(fills.mid_price(book(asks=[(101, 1)])))
+        self.assertIsNone(fills.mid_price(book([(102, 1)], [(101, 1)])))
+        self.assertIsNone(fills.mid_price(book([(101, 1)], [(101, 1)])))
 
 
 class SimulateFillTest(unittest.TestCase):
@@ -55,7 +61,7 @@ class SimulateFillTest(unittest.TestCase):
     ASKS = levels((100, 1), (101, 2), (103, 5))
 
     def test_buy_splits_levels_exactly(self):
-        fill = analytics.simulate_fill(self.ASKS, D(250), D("99.5"))
+        fill = fills.simulate_fill(self.ASKS, D(250), D("99.5"))
         # 100 x 1 = 100 spent on the first level, 150 left; 150 < 101 x 2 = 202,
         # so the second level gives 150 / 101 and the third is never touched.
         self.assertEqual(
@@ -64,7 +70,8 @@ class SimulateFillTest(unittest.TestCase):
         )
         self.assertEqual(fill.levels_used, 2)
         self.assertEqual(fill.filled_notional, D(250))
-        self.assertEqual(fill.filled_qty, D("2.4851485148514851485148514851485148514851485148514"))
+        self.assertEqual(
+            fill.filled_qty, D("2.48514851485148514851485148514851485148514851485148514851485"))
         self.assertEqual(fill.unfilled_notional, D(0))
         self.assertTrue(fill.complete)
         # average = 250 / (1 + 150/101) = 250 x 101 / 251 = 25250 / 251
@@ -81,15 +88,15 @@ class SimulateFillTest(unittest.TestCase):
         )
 
     def test_partial_quantity_never_overspends(self):
-        fill = analytics.simulate_fill(self.ASKS, D(250), D("99.5"))
+        fill = fills.simulate_fill(self.ASKS, D(250), D("99.5"))
         last = fill.splits[-1]
         # rounded down: 101 x 1.48514...514 = 149.99999...9914 <= 150
         self.assertLessEqual(last.price * last.qty, last.notional)
 
     def test_slippage_with_a_hand_value(self):
         # mid (99 + 101) / 2 = 100; buy 205 = 101 x 1 + 104 x 1, qty 2, average 102.5
-        fill = analytics.simulate_market_order(
-            book([(99, 1)], [(101, 1), (104, 1)]), analytics.BUY, D(205)
+        fill = fills.simulate_market_order(
+            book([(99, 1)], [(101, 1), (104, 1)]), fills.BUY, D(205)
         )
         self.assertEqual(fill.filled_qty, D(2))
         self.assertEqual(fill.average_price, D("102.5"))
@@ -97,8 +104,8 @@ class SimulateFillTest(unittest.TestCase):
 
     def test_sell_walks_the_bids(self):
         # mid 100; sell 296 = 99 x 2 + 98 x 1, qty 3, average 296/3 = 98.666...
-        fill = analytics.simulate_market_order(
-            book([(99, 2), (98, 3), (50, 100)], [(101, 1)]), analytics.SELL, D(296)
+        fill = fills.simulate_market_order(
+            book([(99, 2), (98, 3), (50, 100)], [(101, 1)]), fills.SELL, D(296)
         )
         self.assertEqual(fill.splits, (Split(D(99), D(2), D(198)), Split(D(98), D(1), D(98))))
         self.assertEqual(fill.levels_used, 2)
@@ -114,7 +121,7 @@ class SimulateFillTest(unittest.TestCase):
 
     def test_thin_book_leaves_notional_unfilled(self):
         # the whole side is 100 + 202 = 302; 1000 - 302 = 698 unfilled
-        fill = analytics.simulate_fill(levels((100, 1), (101, 2)), D(1000), D(99))
+        fill = fills.simulate_fill(levels((100, 1), (101, 2)), D(1000), D(99))
         self.assertFalse(fill.complete)
         self.assertEqual(fill.filled_notional, D(302))
         self.assertEqual(fill.filled_qty, D(3))
@@ -123,7 +130,7 @@ class SimulateFillTest(unittest.TestCase):
         self.assertAlmostEqual(fill.average_price, D(302) / D(3), delta=D("1e-25"))
 
     def test_empty_side_fills_nothing(self):
-        fill = analytics.simulate_fill((), D(50), D(100))
+        fill = fills.simulate_fill((), D(50), D(100))
         self.assertEqual(fill.requested, D(50))
         self.assertEqual(fill.filled_notional, D(0))
         self.assertEqual(fill.filled_qty, D(0))
@@ -135,42 +142,42 @@ class SimulateFillTest(unittest.TestCase):
         self.assertFalse(fill.complete)
 
     def test_an_order_that_empties_a_level_exactly_stops_there(self):
-        fill = analytics.simulate_fill(self.ASKS, D(100), D(99))
+        fill = fills.simulate_fill(self.ASKS, D(100), D(99))
         self.assertEqual(fill.levels_used, 1)
         self.assertEqual(fill.splits, (Split(D(100), D(1), D(100)),))
         self.assertTrue(fill.complete)
 
     def test_levels_without_price_or_quantity_are_skipped(self):
-        fill = analytics.simulate_fill(levels((100, 0), (0, 5), (101, 1)), D("50.5"), D(100))
+        fill = fills.simulate_fill(levels((100, 0), (0, 5), (101, 1)), D("50.5"), D(100))
         # only 101 holds anything: 50.5 / 101 = 0.5
         self.assertEqual(fill.splits, (Split(D(101), D("0.5"), D("50.5")),))
         self.assertEqual(fill.levels_used, 1)
 
     def test_zero_notional_is_complete_with_nothing_filled(self):
-        fill = analytics.simulate_fill(self.ASKS, D(0), D(99))
+        fill = fills.simulate_fill(self.ASKS, D(0), D(99))
         self.assertTrue(fill.complete)
         self.assertEqual(fill.levels_used, 0)
         self.assertIsNone(fill.average_price)
 
     def test_no_slippage_without_a_positive_mid(self):
-        self.assertIsNone(analytics.simulate_fill(self.ASKS, D(10), None).slippage_ratio)
-        self.assertIsNone(analytics.simulate_fill(self.ASKS, D(10), D(0)).slippage_ratio)
+        self.assertIsNone(fills.simulate_fill(self.ASKS, D(10), None).slippage_ratio)
+        self.assertIsNone(fills.simulate_fill(self.ASKS, D(10), D(0)).slippage_ratio)
         crossed = book([(102, 1)], [(101, 1)])
-        fill = analytics.simulate_market_order(crossed, analytics.BUY, D(101))
+        fill = fills.simulate_market_order(crossed, fills.BUY, D(101))
         self.assertEqual(fill.filled_qty, D(1))
         self.assertIsNone(fill.slippage_ratio)
 
     def test_bad_arguments_are_refused(self):
         with self.assertRaises(ValueError):
-            analytics.simulate_fill(self.ASKS, D(-1), D(99))
+            fills.simulate_fill(self.ASKS, D(-1), D(99))
         with self.assertRaises(ValueError):
-            analytics.simulate_market_order(book(), "bid", D(1))
+            fills.simulate_market_order(book(), "bid", D(1))
 
     def test_recorded_book(self):
         recorded = (FIXTURES / "depth_BTCUSDT_limit10.json").read_text(encoding="utf-8")
         depth = parse_depth(json.loads(recorded), "BTCUSDT")
         # sell 60650.00 x 0.00213 + 60648.08 x 0.06346 = 129.1845 + 3848.7271568
-        fill = analytics.simulate_market_order(depth, analytics.SELL, D("3977.9116568"))
+        fill = fills.simulate_market_order(depth, fills.SELL, D("3977.9116568"))
         self.assertEqual(fill.levels_used, 2)
         self.assertEqual(fill.filled_qty, D("0.06559"))
         self.assertTrue(fill.complete)
@@ -190,21 +197,21 @@ class DepthBandTest(unittest.TestCase):
 
     def test_levels_on_the_edge_count_and_one_tick_beyond_does_not(self):
         # bids 99 x 1 + 98 x 2 = 295 (97.99 is beyond); asks 101 + 102 x 2 = 305
-        self.assertEqual(analytics.depth_within(self.BOOK.bids, D(100), D("0.02"), "bid"), D(295))
-        self.assertEqual(analytics.depth_within(self.BOOK.asks, D(100), D("0.02"), "ask"), D(305))
+        self.assertEqual(fills.depth_within(self.BOOK.bids, D(100), D("0.02"), "bid"), D(295))
+        self.assertEqual(fills.depth_within(self.BOOK.asks, D(100), D("0.02"), "ask"), D(305))
 
     def test_narrower_and_zero_bands(self):
-        self.assertEqual(analytics.depth_within(self.BOOK.bids, D(100), D("0.01"), "bid"), D(99))
-        self.assertEqual(analytics.depth_within(self.BOOK.asks, D(100), D("0.01"), "ask"), D(101))
-        self.assertEqual(analytics.depth_within(self.BOOK.bids, D(100), D(0), "bid"), D(0))
+        self.assertEqual(fills.depth_within(self.BOOK.bids, D(100), D("0.01"), "bid"), D(99))
+        self.assertEqual(fills.depth_within(self.BOOK.asks, D(100), D("0.01"), "ask"), D(101))
+        self.assertEqual(fills.depth_within(self.BOOK.bids, D(100), D(0), "bid"), D(0))
 
     def test_level_order_does_not_matter(self):
         reverse = tuple(reversed(self.BOOK.bids))
-        self.assertEqual(analytics.depth_within(reverse, D(100), D("0.02"), "bid"), D(295))
+        self.assertEqual(fills.depth_within(reverse, D(100), D("0.02"), "bid"), D(295))
 
     def test_bands_for_the_whole_book(self):
         self.assertEqual(
-            analytics.depth_bands(self.BOOK, [D("0.01"), D("0.02"), D("0.05")]),
+            fills.depth_bands(self.BOOK, [D("0.01"), D("0.02"), D("0.05")]),
             {
                 ("bid", D("0.01")): D(99),
                 ("ask", D("0.01")): D(101),
@@ -216,13 +223,13 @@ class DepthBandTest(unittest.TestCase):
         )
 
     def test_no_bands_without_a_mid(self):
-        self.assertEqual(analytics.depth_bands(book(bids=[(99, 1)]), [D("0.02")]), {})
+        self.assertEqual(fills.depth_bands(book(bids=[(99, 1)]), [D("0.02")]), {})
 
     def test_bad_arguments_are_refused(self):
         with self.assertRaises(ValueError):
-            analytics.depth_within(self.BOOK.bids, D(100), D("0.02"), "buy")
+            fills.depth_within(self.BOOK.bids, D(100), D("0.02"), "buy")
         with self.assertRaises(ValueError):
-            analytics.depth_within(self.BOOK.bids, D(100), D("-0.02"), "bid")
+            fills.depth_within(self.BOOK.bids, D(100), D("-0.02"), "bid")
 
 
 def trade(
@@ -257,7 +264,7 @@ class AggTradeParseTest(unittest.TestCase):
                    "l": 27781, "T": 1498793709153, "m": True, "M": True}
 
     def test_documented_example(self):
-        (parsed,) = analytics.parse_agg_trades([self.DOC_EXAMPLE])
+        (parsed,) = payloads.parse_agg_trades([self.DOC_EXAMPLE])
         self.assertEqual(
             parsed,
             AggTrade(26129, D("0.01633102"), D("4.70443515"), 27781, 27781, 1498793709153, True),
@@ -267,7 +274,7 @@ class AggTradeParseTest(unittest.TestCase):
 
     def test_stream_event_has_the_same_fields(self):
         event = {"e": "aggTrade", "E": 1, "s": "BNBBTC", **self.DOC_EXAMPLE, "m": False}
-        parsed = analytics.parse_agg_trade(event)
+        parsed = payloads.parse_agg_trade(event)
         self.assertEqual(parsed.taker_side, "buy")
 
     def test_quote_quantity_is_exact_beyond_28_digits(self):
@@ -293,9 +300,9 @@ class AggTradeParseTest(unittest.TestCase):
         for item in cases:
             with self.subTest(item=item):
                 with self.assertRaises(PayloadError):
-                    analytics.parse_agg_trades([item])
+                    payloads.parse_agg_trades([item])
         with self.assertRaises(PayloadError):
-            analytics.parse_agg_trades(good)
+            payloads.parse_agg_trades(good)
 
 
 class TradeFlowTest(unittest.TestCase):
@@ -317,15 +324,15 @@ class TradeFlowTest(unittest.TestCase):
             seen.append(flow.by_side())
         buys, sells = flow.totals("buy"), flow.totals("sell")
         # buys T1 T3 T5: 3 trades, base 2 + 4 + 1 = 7, quote 20 + 42 + 12 = 74
-        self.assertEqual(buys, analytics.SideTotals(3, 3, D(7), D(74)))
+        self.assertEqual(buys, trade_flow.SideTotals(3, 3, D(7), D(74)))
         # sells T2 T4 T6: 3 + 2 + 1 = 6 trades in 3 aggregates, base 3.5, quote 11 + 5 + 23 = 39
-        self.assertEqual(sells, analytics.SideTotals(6, 3, D("3.5"), D(39)))
+        self.assertEqual(sells, trade_flow.SideTotals(6, 3, D("3.5"), D(39)))
         self.assertEqual(flow.last_id, 6)
         self.assertEqual(flow.last_price, D("11.5"))  # id 6's price, though 5 came last
         self.assertEqual(flow.last_time_ms, 1_600_000_000_006)
         self.assertEqual(flow.missed_ids, 0)
         for before, after in zip(seen, seen[1:]):
-            for side in analytics.TAKER_SIDES:
+            for side in fills.TAKER_SIDES:
                 self.assertLessEqual(before[side].trades, after[side].trades)
                 self.assertLessEqual(before[side].base_volume, after[side].base_volume)
                 self.assertLessEqual(before[side].quote_volume, after[side].quote_volume)
@@ -340,13 +347,13 @@ class TradeFlowTest(unittest.TestCase):
     def test_a_starting_id_counts_as_seen(self):
         flow = TradeFlow(last_id=4)
         self.assertEqual(flow.apply([T3, T4, T5]), 1)
-        self.assertEqual(flow.totals("buy"), analytics.SideTotals(1, 1, D(1), D(12)))
+        self.assertEqual(flow.totals("buy"), trade_flow.SideTotals(1, 1, D(1), D(12)))
 
     def test_fresh_flow_is_zero(self):
         flow = TradeFlow()
         self.assertIsNone(flow.last_id)
         self.assertIsNone(flow.last_price)
-        self.assertEqual(flow.totals("sell"), analytics.SideTotals())
+        self.assertEqual(flow.totals("sell"), trade_flow.SideTotals())
         with self.assertRaises(ValueError):
             flow.totals("bid")
 
@@ -368,22 +375,22 @@ class PagingTest(unittest.TestCase):
     """aggTrades paging parameters."""
 
     def test_first_call_asks_for_the_latest_trades_only(self):
-        self.assertEqual(analytics.next_page_params(None), {"limit": 1000})
-        self.assertEqual(analytics.next_page_params(None, 200), {"limit": 200})
+        self.assertEqual(trade_flow.next_page_params(None), {"limit": 1000})
+        self.assertEqual(trade_flow.next_page_params(None, 200), {"limit": 200})
 
     def test_later_calls_page_on_by_id(self):
-        self.assertEqual(analytics.next_page_params(41), {"fromId": 42, "limit": 1000})
-        self.assertEqual(analytics.next_page_params(0, 1), {"fromId": 1, "limit": 1})
+        self.assertEqual(trade_flow.next_page_params(41), {"fromId": 42, "limit": 1000})
+        self.assertEqual(trade_flow.next_page_params(0, 1), {"fromId": 1, "limit": 1})
 
     def test_limit_is_what_binance_accepts(self):
         for limit in (0, 1001):
             with self.subTest(limit=limit), self.assertRaises(ValueError):
-                analytics.next_page_params(None, limit)
+                trade_flow.next_page_params(None, limit)
 
     def test_a_full_page_means_page_again(self):
-        self.assertTrue(analytics.gap_possible(1000, 1000))
-        self.assertFalse(analytics.gap_possible(999, 1000))
-        self.assertFalse(analytics.gap_possible(0, 1000))
+        self.assertTrue(trade_flow.gap_possible(1000, 1000))
+        self.assertFalse(trade_flow.gap_possible(999, 1000))
+        self.assertFalse(trade_flow.gap_possible(0, 1000))
 
 
 PRICES = st.decimals(min_value=D("0.01"), max_value=D("100000"), places=2)
@@ -433,7 +440,7 @@ class PropertyTest(unittest.TestCase):
                 batch = batch + data.draw(st.lists(st.sampled_from(batch), max_size=3))
             applied += batched.apply(data.draw(st.permutations(batch)))
             current = batched.by_side()
-            for side in analytics.TAKER_SIDES:
+            for side in fills.TAKER_SIDES:
                 self.assertLessEqual(previous[side].trades, current[side].trades)
                 self.assertLessEqual(previous[side].base_volume, current[side].base_volume)
                 self.assertLessEqual(previous[side].quote_volume, current[side].quote_volume)
@@ -449,7 +456,7 @@ class PropertyTest(unittest.TestCase):
     )
     def test_a_fill_accounts_for_every_unit_of_notional(self, side, notional):
         side.sort()  # asks, best (lowest) first
-        fill = analytics.simulate_fill(side, notional, side[0][0] if side else None)
+        fill = fills.simulate_fill(side, notional, side[0][0] if side else None)
         self.assertEqual(fill.levels_used, len(fill.splits))
         with localcontext() as exact:
             exact.prec = 120  # so the checks themselves never round

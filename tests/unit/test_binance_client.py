@@ -13,7 +13,7 @@ import requests
 from binance.error import ClientError, ServerError
 from requests.structures import CaseInsensitiveDict
 
-from binance_exporter.binance import rest as bc
+from binance_exporter.binance import rest, weights
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 
 
@@ -99,7 +99,7 @@ class SuccessTest(ClientTestCase):
         self.assertEqual(client.exchange_info(), {"symbols": []})
         stats = client.stats()
         self.assertEqual(stats.weight_used, 42)
-        self.assertEqual(stats.requests, {(bc.EXCHANGE_INFO, "200"): 1})
+        self.assertEqual(stats.requests, {(weights.EXCHANGE_INFO, "200"): 1})
 
     def test_spot_gets_timeout_and_usage_headers(self):
         client = self.make(ok([]))
@@ -122,7 +122,8 @@ class SuccessTest(ClientTestCase):
         self.assertEqual(self.spots[0].calls, [("depth", {"symbol": "ETHBTC", "limit": 200})])
 
     def test_weights(self):
-        self.assertEqual([bc.depth_weight(n) for n in (1, 100, 101, 500, 501, 1000, 1001, 5000)],
+        limits = (1, 100, 101, 500, 501, 1000, 1001, 5000)
+        self.assertEqual([weights.depth_weight(n) for n in limits],
                          [5, 5, 25, 25, 50, 50, 250, 250])
 
 
@@ -136,17 +137,17 @@ class ErrorMappingTest(ClientTestCase):
         self.assertEqual(caught.exception.kind, kind)
         for name, value in attrs.items():
             self.assertEqual(getattr(caught.exception, name), value)
-        self.assertEqual(client.stats().requests, {(bc.DEPTH, code_label): 1})
+        self.assertEqual(client.stats().requests, {(weights.DEPTH, code_label): 1})
         return caught.exception
 
     def test_invalid_symbol(self):
         error = self.assert_error(
             raising(ClientError(400, -1121, "Invalid symbol.", headers(), None)),
-            bc.CLIENT, "400", status=400, code=-1121)
+            rest.CLIENT, "400", status=400, code=-1121)
         self.assertTrue(error.invalid_symbol)
 
     def test_server_error(self):
-        self.assert_error(raising(ServerError(503, "<html>down</html>")), bc.SERVER, "503",
+        self.assert_error(raising(ServerError(503, "<html>down</html>")), rest.SERVER, "503",
                           status=503)
 
     def test_transport_errors(self):
@@ -154,22 +155,22 @@ class ErrorMappingTest(ClientTestCase):
                     requests.exceptions.ReadTimeout("slow"),
                     requests.exceptions.ChunkedEncodingError("truncated")):
             with self.subTest(exc=type(exc).__name__):
-                self.assert_error(raising(exc), bc.TRANSPORT, "error")
+                self.assert_error(raising(exc), rest.TRANSPORT, "error")
 
     def test_4xx_body_without_code(self):
-        self.assert_error(raising(KeyError("code")), bc.BAD_RESPONSE, "error")
+        self.assert_error(raising(KeyError("code")), rest.BAD_RESPONSE, "error")
 
     def test_non_json_body(self):
         client = self.make(ok("<html>maintenance</html>"))
         with self.assertRaises(BinanceError) as caught:
             client.depth("ETHBTC", 200)
-        self.assertEqual(caught.exception.kind, bc.BAD_RESPONSE)
+        self.assertEqual(caught.exception.kind, rest.BAD_RESPONSE)
 
     def test_unexpected_wrapper_shape(self):
         client = self.make(lambda name, params: ["not", "wrapped"])
         with self.assertRaises(BinanceError) as caught:
             client.depth("ETHBTC", 200)
-        self.assertEqual(caught.exception.kind, bc.BAD_RESPONSE)
+        self.assertEqual(caught.exception.kind, rest.BAD_RESPONSE)
 
 
 class BackoffTest(ClientTestCase):
@@ -185,7 +186,7 @@ class BackoffTest(ClientTestCase):
         client = self.make(raising(error))
         with self.assertRaises(BinanceError) as caught:
             client.depth("ETHBTC", 200)
-        self.assertEqual(caught.exception.kind, bc.BANNED if status == 418 else bc.RATE_LIMITED)
+        self.assertEqual(caught.exception.kind, rest.BANNED if status == 418 else rest.RATE_LIMITED)
         return client
 
     def test_429_honours_retry_after_and_sends_nothing_until_then(self):
@@ -195,7 +196,7 @@ class BackoffTest(ClientTestCase):
         self.clock.now += 6.9
         with self.assertRaises(BinanceError) as caught:
             client.depth("ETHBTC", 200)
-        self.assertEqual(caught.exception.kind, bc.BACKING_OFF)
+        self.assertEqual(caught.exception.kind, rest.BACKING_OFF)
         self.assertTrue(caught.exception.local)
         self.assertEqual(len(self.spots[0].calls), 1)  # the refused call never left
         self.clock.now += 0.2
@@ -205,7 +206,7 @@ class BackoffTest(ClientTestCase):
 
     def test_429_without_retry_after_waits_a_minute(self):
         client = self.rate_limited(429, None)
-        self.assertAlmostEqual(client.blocked_for(), bc.DEFAULT_RATE_LIMIT_BACKOFF)
+        self.assertAlmostEqual(client.blocked_for(), rest.DEFAULT_RATE_LIMIT_BACKOFF)
 
     def test_418_honours_retry_after_and_logs_loudly(self):
         with self.assertLogs("binance_exporter.binance.rest", "ERROR") as logs:
@@ -215,7 +216,7 @@ class BackoffTest(ClientTestCase):
 
     def test_unreadable_retry_after_counts_as_missing(self):
         client = self.rate_limited(429, "soon")
-        self.assertAlmostEqual(client.blocked_for(), bc.DEFAULT_RATE_LIMIT_BACKOFF)
+        self.assertAlmostEqual(client.blocked_for(), rest.DEFAULT_RATE_LIMIT_BACKOFF)
 
 
 class BudgetTest(ClientTestCase):
@@ -225,7 +226,7 @@ class BudgetTest(ClientTestCase):
         client.depth("A", 100)  # header: 2990 used of 6000
         with self.assertRaises(BinanceError) as caught:
             client.depth("A", 200)  # 2990 + 25 > 3000
-        self.assertEqual(caught.exception.kind, bc.BUDGET)
+        self.assertEqual(caught.exception.kind, rest.BUDGET)
         self.assertGreater(caught.exception.retry_after, 0)
         client.depth("A", 100)  # 2990 + 5 still fits
         self.assertEqual(len(self.spots[0].calls), 2)

@@ -11,15 +11,10 @@ from decimal import Decimal as D
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from binance_exporter.market.quotes import OrderBook, PayloadError
-from binance_exporter.market.order_book import (
-    DepthUpdate,
-    LocalBook,
-    NotSyncedError,
-    Outcome,
-    State,
-    decode_depth_update,
-)
+from binance_exporter.binance.payloads import PayloadError
+from binance_exporter.market.types import OrderBook
+from binance_exporter.binance.depth_events import DepthUpdate, decode_depth_update
+from binance_exporter.market.order_book import LocalBook, NotSyncedError, Outcome, State
 
 SYMBOL = "BNBBTC"
 

@@ -3,13 +3,19 @@
 import threading
 import unittest
 from decimal import Decimal as D
+from decimal import localcontext
 from typing import Any
 
-from binance_exporter.binance import rest as bc
+from binance_exporter.binance import rest
 from binance_exporter.binance.rest import BinanceError
-from binance_exporter.jobs.quotes import Refresher, Settings, planned_weight_per_minute
-from binance_exporter.jobs.quotes import rankings_weight
+from binance_exporter.jobs.quotes import (
+    Refresher,
+    Settings,
+    planned_weight_per_minute,
+    rankings_weight,
+)
 from binance_exporter.jobs.scheduler import Scheduler, retry_delay
+from binance_exporter.market.numbers import CONTEXT
 from binance_exporter.model import RANKINGS, SPREADS, SideNotional, SnapshotStore
 
 
@@ -94,7 +100,7 @@ class StubClient:
             return list(self.tops.values())
         missing = [s for s in symbols if s not in self.tops]
         if missing:
-            raise BinanceError("invalid", kind=bc.CLIENT, status=400, code=-1121)
+            raise BinanceError("invalid", kind=rest.CLIENT, status=400, code=-1121)
         return [self.tops[s] for s in symbols]
 
     def set_weight_limit(self, limit):
@@ -109,7 +115,7 @@ class StubClient:
 
 def server_error() -> BinanceError:
     """A 5xx as the client reports it."""
-    return BinanceError("HTTP 503", kind=bc.SERVER, status=503)
+    return BinanceError("HTTP 503", kind=rest.SERVER, status=503)
 
 
 class RefreshTestCase(unittest.TestCase):
@@ -140,7 +146,8 @@ class RankingsTest(RefreshTestCase):
     def test_vwap_mid_from_the_depth_snapshots(self):
         answers = self.refresher.refresh_rankings().answers
         # bids: (0.05 x 10 + 0.04 x 5) / 15 = 0.7 / 15; asks: 0.06
-        expected = (D("0.7") / 15 + D("0.06")) / 2
+        with localcontext(CONTEXT):
+            expected = (D("0.7") / 15 + D("0.06")) / 2
         self.assertEqual(answers.vwap["ETHBTC"], expected)
         self.assertEqual(answers.vwap_averages[("ETHBTC", "1m")], expected)
         self.assertNotIn("BTCUSDT", answers.vwap)  # no depth is read for spread symbols
@@ -163,7 +170,7 @@ class RankingsTest(RefreshTestCase):
         self.assertFalse(snapshot.ready)
 
     def test_delisted_symbol_is_dropped_not_fatal(self):
-        self.client.failures["depth BNBBTC"] = BinanceError("x", kind=bc.CLIENT, code=-1121)
+        self.client.failures["depth BNBBTC"] = BinanceError("x", kind=rest.CLIENT, code=-1121)
         snapshot = self.refresher.refresh_rankings()
         self.assertTrue(snapshot.jobs[RANKINGS].success)
         self.assertIn("ETHBTC", snapshot.answers.notional)

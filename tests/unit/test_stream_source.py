@@ -10,7 +10,7 @@ from decimal import Decimal as D
 
 import msgspec
 
-from binance_exporter.binance import rest as bc
+from binance_exporter.binance import rest
 from binance_exporter.binance.rest import BinanceError
 from binance_exporter.binance.websocket import StreamFeed, StreamSupervisor, stream_type
 from binance_exporter.jobs.pool import DaemonPool
@@ -89,7 +89,7 @@ class StreamBooksTest(unittest.TestCase):
         self.assertEqual(self.books.update_ids(), {"BTCUSDT": 15})
 
     def test_failed_snapshot_is_retried(self):
-        self.client.fail = BinanceError("down", kind=bc.SERVER)
+        self.client.fail = BinanceError("down", kind=rest.SERVER)
         self.feed(event("BTCUSDT", 9, 11))
         wait_until(lambda: self.books.synced_books(10), timeout=5)
         self.assertEqual(self.client.calls, ["BTCUSDT", "BTCUSDT"])

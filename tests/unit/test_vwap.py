@@ -2,11 +2,13 @@
 
 import unittest
 from decimal import Decimal as D
+from decimal import localcontext
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from binance_exporter.market.quotes import OrderBook
+from binance_exporter.market.numbers import CONTEXT
+from binance_exporter.market.types import OrderBook
 from binance_exporter.market.vwap import TimeWeightedAverage, vwap_price
 
 
@@ -37,8 +39,9 @@ class VwapPriceTest(unittest.TestCase):
     def test_deep_levels_pull_the_price(self):
         # bid (100 + 297 + 980) / 14 = 1377/14 = 98.357142857142857142857142857…;
         # ask (202 + 204 + 11000) / 104 = 11406/104 = 109.67307692307692307692…;
-        # the mean of the two, rounded once per division at 28 digits.
-        expected = (D(1377) / D(14) + D(11406) / D(104)) / 2
+        # the mean of the two, rounded once per division at 60 digits.
+        with localcontext(CONTEXT):
+            expected = (D(1377) / D(14) + D(11406) / D(104)) / 2
         self.assertEqual(vwap_price(BOOK, 3), expected)
         self.assertEqual(str(expected)[:12], "104.01510989")
         # Asking for more levels than there are uses what there is.
@@ -112,7 +115,7 @@ class TimeWeightedAverageTest(unittest.TestCase):
         average.add(0.3, D(3))
         # [0.1, 0.4]: 1 for 0.2 s, 3 for 0.1 s → 0.5 / 0.3 = 5/3, with no
         # 0.30000000000000004 from float subtraction.
-        self.assertEqual(average.average(0.4), D(5) / D(3))
+        self.assertEqual(average.average(0.4), CONTEXT.divide(D(5), D(3)))
 
     def test_same_time_replaces(self):
         average = TimeWeightedAverage(30)
@@ -173,6 +176,11 @@ class TimeWeightedAverageTest(unittest.TestCase):
 
 def integrate(history: list[tuple[D, D]], window: D, now: D) -> D:
     """The average over the window by walking the whole history: the definition."""
+    with localcontext(CONTEXT):
+        return _integrate(history, window, now)
+
+
+def _integrate(history: list[tuple[D, D]], window: D, now: D) -> D:
     start = max(now - window, history[0][0])
     if now == start:
         return history[-1][1]
