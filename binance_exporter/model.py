@@ -80,6 +80,18 @@ class Analytics:
 
 
 @dataclass(frozen=True)
+class StreamView:
+    """What stream mode shows about its connections and local books, read live per scrape."""
+
+    connected: bool  # every connection open and subscribed
+    reconnects: int
+    messages: Mapping[str, int]  # by stream type (the part after '@', e.g. depth@100ms)
+    last_message: float | None  # Unix time of the latest message
+    update_ids: Mapping[str, int]  # last applied final update id (u) of each synced book
+    resyncs: Mapping[str, int]  # books rebuilt from a snapshot, by symbol
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything the metrics and health endpoints show, at one instant."""
 

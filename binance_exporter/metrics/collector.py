@@ -9,17 +9,15 @@ last good refresh (HELP says so); samples carry no timestamps.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from binance_exporter import __version__
 from binance_exporter.binance.rest import ApiStats
-from binance_exporter.model import Analytics, Answers, Snapshot
+from binance_exporter.model import Analytics, Answers, Snapshot, StreamView
 
-if TYPE_CHECKING:  # stream mode's modules are loaded only in stream mode
-    from binance_exporter.sources.stream_mode import StreamView
 
 CACHED = "Cached from the last successful refresh."
 FILL = "Simulated market order of `notional` quote asset walked through a GET /api/v3/depth " \
@@ -129,7 +127,7 @@ class SnapshotCollector(Collector):
 
     @staticmethod
     def _stream_families(view: StreamView) -> Iterator[Metric]:
-        stats, update_ids, resyncs = view
+        stats, update_ids, resyncs = view, view.update_ids, view.resyncs
         messages = CounterMetricFamily(
             "binance_stream_messages", "Websocket market-stream messages received, by stream "
             "type (e.g. depth@100ms).", labels=["stream_type"])

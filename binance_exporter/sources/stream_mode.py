@@ -11,15 +11,12 @@ import threading
 from binance_exporter.binance.rest import BinanceClient
 from binance_exporter.binance.recorder import Recorder
 from binance_exporter.jobs.quotes import Settings
-from binance_exporter.model import SnapshotStore
+from binance_exporter.model import SnapshotStore, StreamView
 from binance_exporter.jobs.republisher import Republisher, StreamRefresher
 from binance_exporter.sources.stream import StreamBooks
-from binance_exporter.binance.websocket import StreamFeed, StreamStats
+from binance_exporter.binance.websocket import StreamFeed
 from binance_exporter.jobs.pool import DaemonPool
 
-# What the stream metrics show: the connections' counters, each book's last
-# update id, and the resyncs by symbol.
-StreamView = tuple[StreamStats, dict[str, int], dict[str, int]]
 
 
 class StreamMode:
@@ -55,7 +52,9 @@ class StreamMode:
 
     def view(self) -> StreamView:
         """What the stream metrics show."""
-        return self.connections.stats(), self.books.update_ids(), self.books.resyncs()
+        stats = self.connections.stats()
+        return StreamView(stats.connected, stats.reconnects, stats.messages, stats.last_message,
+                          self.books.update_ids(), self.books.resyncs())
 
     def start_publisher(self, stop: threading.Event) -> None:
         """Republish the book answers after changes until `stop` (daemon thread)."""
