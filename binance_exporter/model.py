@@ -1,21 +1,26 @@
-"""The last good answers, swapped whole so every reader sees one consistent state.
+"""The exporter's published state: the last good answers and how each job went.
 
-Refresh jobs build a new `Snapshot` and `publish` it; collectors, health checks
-and reports only ever read `current()`. A snapshot is immutable, so a scrape
-that started on the old one finishes on the old one: never half old, half new.
+Jobs build on `SnapshotStore.current()` and `record` their outcome, which
+swaps in a new immutable `Snapshot` whole; collectors, health checks and
+reports only ever read `current()`. A scrape that started on the old snapshot
+finishes on the old one: never half old, half new.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from dataclasses import dataclass, field
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from binance_exporter.market.fills import Fill
 from binance_exporter.market.trades import SideTotals
 from binance_exporter.market.types import SymbolInfo, Ticker24h
 
+LOG = logging.getLogger(__name__)
 RANKINGS = "rankings"
 SPREADS = "spreads"
 ANALYTICS = "analytics"
@@ -53,6 +58,7 @@ class JobState:
     success: bool = False
     last_success: float | None = None  # Unix time of the last successful run
     duration: float | None = None  # seconds the latest run took
+    error: str | None = None  # why the latest run failed
 
 
 @dataclass(frozen=True)
@@ -114,25 +120,79 @@ class Snapshot:
         return all(state.success for state in self.jobs.values())
 
 
-class SnapshotStore:
-    """Holds the current snapshot and tells subscribers when a new one lands."""
+# One run's result per job: (error or None, the run's start time).
+Outcomes = Mapping[str, "tuple[Exception | None, float]"]
+_KEEP: Any = object()  # `record` leaves the field as it is
 
-    def __init__(self, jobs: tuple[str, ...] = JOBS) -> None:
-        self._lock = threading.Lock()
+
+class SnapshotStore:
+    """Holds the current snapshot; jobs take turns building the next one on it.
+
+    `turn` is held by a job from reading `current()` to recording its result,
+    so jobs on different threads (the stream publisher and the scheduler)
+    never lose each other's updates. Skips are counted here, across jobs, and
+    each job's failures are logged once per burst.
+    """
+
+    def __init__(
+        self, jobs: tuple[str, ...] = JOBS, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.turn = threading.RLock()
+        self._clock = clock
         self._snapshot = Snapshot(jobs={job: JobState() for job in jobs})
-        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._skipped: Counter[tuple[str, str]] = Counter()
+        self._failures: Counter[str] = Counter()
 
     def current(self) -> Snapshot:
         """The snapshot in force (reading a reference is atomic)."""
         return self._snapshot
 
-    def subscribe(self, callback: Callable[[Snapshot], None]) -> None:
-        """Call `callback` with each snapshot published from now on."""
-        self._subscribers.append(callback)
-
     def publish(self, snapshot: Snapshot) -> None:
-        """Make `snapshot` current, then notify subscribers (in publish order)."""
-        with self._lock:
+        """Make `snapshot` current."""
+        self._snapshot = snapshot
+
+    def skip(self, job: str, reason: str) -> None:
+        """Count a value left out of the metrics, by job and reason."""
+        with self.turn:
+            self._skipped[(job, reason)] += 1
+
+    def record(self, outcomes: Outcomes, answers: Any = _KEEP, analytics: Any = _KEEP) -> Snapshot:
+        """Publish the current snapshot with these job outcomes and, if given, new answers.
+
+        A failed job keeps its last success time: the page shows how old the
+        values it still serves are.
+        """
+        with self.turn:
+            previous = self._snapshot
+            now = self._clock()
+            jobs = dict(previous.jobs)
+            for job, (error, started) in outcomes.items():
+                self._log(job, error)
+                old = jobs.get(job, JobState())
+                jobs[job] = JobState(
+                    success=error is None,
+                    last_success=now if error is None else old.last_success,
+                    duration=now - started,
+                    error=None if error is None else str(error),
+                )
+            changes: dict[str, Any] = {"jobs": jobs, "skipped": dict(self._skipped)}
+            if answers is not _KEEP:
+                changes["answers"] = answers
+            if analytics is not _KEEP:
+                changes["analytics"] = analytics
+            snapshot = replace(previous, **changes)
             self._snapshot = snapshot
-            for callback in self._subscribers:
-                callback(snapshot)
+            return snapshot
+
+    def _log(self, job: str, error: Exception | None) -> None:
+        """Log the first failure of a burst and the recovery, not every retry."""
+        if error is None:
+            if self._failures[job]:
+                LOG.info("%s refresh recovered after %d failed attempts", job, self._failures[job])
+            self._failures[job] = 0
+            return
+        self._failures[job] += 1
+        if self._failures[job] == 1:
+            LOG.warning("%s refresh failed: %s (repeats are logged at debug level)", job, error)
+        else:
+            LOG.debug("%s refresh failed again (%d in a row): %s", job, self._failures[job], error)

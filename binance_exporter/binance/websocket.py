@@ -23,7 +23,7 @@ from typing import Any, Callable
 import msgspec
 from binance.websocket.spot.websocket_stream import SpotWebsocketStreamClient
 
-from binance_exporter.jobs.scheduler import retry_delay
+from binance_exporter.binance.backoff import MAX_RETRY, retry_delay
 
 LOG = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ MAX_STREAMS_PER_CONNECTION = 1024  # Binance's documented limit
 MAX_CONNECTION_AGE = 23.5 * 3600.0  # Binance closes at 24 h; leave on our own terms first
 SUBSCRIBE_BATCH = 200  # streams per SUBSCRIBE message
 SUBSCRIBE_GAP = 0.25  # seconds between control messages (Binance allows 5 per second)
-MAX_RETRY = 30.0  # seconds between connection attempts, at most
 
 
 class _Envelope(msgspec.Struct, frozen=True, gc=False):

@@ -10,35 +10,33 @@ retried with capped exponential back-off and jitter, never before a 429/418
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable
 
-from binance_exporter.jobs.quotes import Refresher
+from binance_exporter.binance.backoff import MAX_RETRY, retry_delay
 from binance_exporter.model import RANKINGS, Snapshot
 
 LOG = logging.getLogger(__name__)
-FIRST_RETRY = 1.0  # seconds before the first retry of a failed rankings run
-MAX_RETRY = 30.0  # upper bound of the retry delay (also bounded by the refresh interval)
 
 
-def retry_delay(failures: int, cap: float, rng: Callable[[], float] = random.random) -> float:
-    """Exponential back-off with jitter: about 1, 2, 4 ... seconds, at most `cap`.
+@dataclass(frozen=True)
+class Jobs:
+    """What the scheduler runs and asks, as plain callables (no job reaches another)."""
 
-    The jitter (50-100 % of the step) keeps many exporters that lost Binance at
-    the same moment from all coming back in the same second.
-    """
-    step = min(cap, FIRST_RETRY * 2 ** max(0, failures - 1))
-    return step * (0.5 + 0.5 * rng())
+    rankings: Callable[[], Snapshot]  # a rankings run and the reads it names; the snapshot
+    spreads: Callable[[], Snapshot]  # a spreads run
+    answered: Callable[[], bool]  # whether a rankings run has succeeded yet
+    blocked_for: Callable[[], float]  # seconds until Binance may be asked again (429/418)
 
 
 class Scheduler:
     """Runs the refresh jobs on their intervals until stopped."""
 
-    def __init__(
+    def __init__(  # pylint: disable=too-many-arguments
         self,
-        refresher: Refresher,
+        jobs: Jobs,
         update_interval: float,
         refresh_interval: float,
         on_rankings: Callable[[Snapshot], None] = lambda snapshot: None,
@@ -46,7 +44,7 @@ class Scheduler:
         clock: Callable[[], float] = time.monotonic,
         analytics: tuple[Callable[[], Snapshot], float] | None = None,
     ) -> None:
-        self.refresher = refresher
+        self.jobs = jobs
         # (job, interval): the analytics job, run once answers exist.
         self.analytics = analytics
         self.update_interval = update_interval
@@ -65,7 +63,7 @@ class Scheduler:
         while not stop.is_set():
             now = self._clock()
             if now >= next_rankings:
-                snapshot = self.refresher.refresh_rankings()
+                snapshot = self.jobs.rankings()
                 if snapshot.jobs[RANKINGS].success:
                     failures = 0
                     next_rankings = now + self.refresh_interval
@@ -77,7 +75,7 @@ class Scheduler:
                     next_rankings = now + retry_delay(failures, self._retry_cap)
                 next_rankings = max(next_rankings, self._clock() + self._blocked_for())
             elif now >= next_spreads and self._answered():
-                snapshot = self.refresher.refresh_spreads()
+                snapshot = self.jobs.spreads()
                 # Keep the cadence; after a stall, skip the missed turns instead
                 # of firing them back to back.
                 next_spreads = max(next_spreads + self.update_interval, now)
@@ -96,7 +94,7 @@ class Scheduler:
             stop.wait(max(0.0, wake - self._clock()))
 
     def _answered(self) -> bool:
-        return self.refresher.store.current().answers is not None
+        return self.jobs.answered()
 
     def _blocked_for(self) -> float:
-        return self.refresher.client.blocked_for()
+        return self.jobs.blocked_for()

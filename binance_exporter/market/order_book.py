@@ -15,7 +15,7 @@ wording of 2025-11-12):
 
 One `LocalBook` is one symbol. It does no I/O and reads no clock: the caller
 owns the stream and the REST call, feeds parsed events to `on_event`, fetches a
-snapshot when `needs_snapshot()` says so, and calls `reset()` when an outcome
+snapshot when `needs_depth()` says so, and calls `reset()` when an outcome
 says the book must be resynchronised.
 
 Speed: an exporter following 50 symbols at 100 ms must apply tens of thousands
@@ -73,7 +73,7 @@ class State(enum.Enum):
 
 
 class Outcome(enum.Enum):
-    """What `on_event` or `apply_snapshot` did, so the caller knows what to do next."""
+    """What `on_event` or `apply_depth` did, so the caller knows what to do next."""
 
     BUFFERED = "buffered"  # kept until a snapshot arrives
     APPLIED = "applied"  # the event changed the book
@@ -93,8 +93,8 @@ class Outcome(enum.Enum):
 _RESYNC_OUTCOMES = frozenset({Outcome.GAP, Outcome.CROSSED, Outcome.RESYNC_PENDING})
 
 
-class NotSyncedError(RuntimeError):
-    """The book was read while it does not follow the stream."""
+class NotSynced(Exception):
+    """A local order book is not (or no longer) in sync with Binance: its values are unknown."""
 
 
 def _set_levels(prices: list[Decimal], quantities: list[Decimal], levels: Iterable[Level]) -> None:
@@ -136,8 +136,8 @@ class LocalBook:
         if outcome.needs_resync:
             book.reset()
             book.on_event(update)   # the event that revealed the gap starts the new buffer
-        if book.needs_snapshot():
-            outcome = book.apply_snapshot(parse_depth(rest_answer))   # REFETCH: ask again
+        if book.needs_depth():
+            outcome = book.apply_depth(parse_depth(rest_answer))   # REFETCH: ask again
     """
 
     def __init__(self, symbol: str, max_buffered: int = DEFAULT_MAX_BUFFERED) -> None:
@@ -182,7 +182,7 @@ class LocalBook:
         """Events waiting for a snapshot."""
         return len(self._buffer)
 
-    def needs_snapshot(self) -> bool:
+    def needs_depth(self) -> bool:
         """True when a REST snapshot should be fetched now.
 
         Only once an event is buffered: the stream must be known to be open
@@ -202,7 +202,7 @@ class LocalBook:
             return Outcome.BUFFERED
         return Outcome.RESYNC_PENDING
 
-    def apply_snapshot(self, book: OrderBook) -> Outcome:
+    def apply_depth(self, book: OrderBook) -> Outcome:
         """Start from a REST snapshot and replay the buffered events (steps 3 to 6).
 
         REFETCH (still buffering, buffer kept) when `lastUpdateId` is smaller
@@ -216,13 +216,13 @@ class LocalBook:
         the snapshot is newer than everything buffered, and the next live event
         is checked against it.
 
-        A snapshot applied with an empty buffer is accepted too (needs_snapshot()
+        A snapshot applied with an empty buffer is accepted too (needs_depth()
         never asks for one): the gap rule on the following events still
         guarantees the book is complete.
         """
         if self._state is not State.BUFFERING:
             raise RuntimeError(
-                f"{self.symbol}: apply_snapshot while {self._state.value}; reset() first"
+                f"{self.symbol}: apply_depth while {self._state.value}; reset() first"
             )
         snapshot_id = book.last_update_id
         if self._buffer and snapshot_id < self._buffer[0].first_update_id:
@@ -283,7 +283,7 @@ class LocalBook:
 
     def _require_synced(self) -> None:
         if self._state is not State.SYNCED:
-            raise NotSyncedError(f"{self.symbol}: order book is {self._state.value}")
+            raise NotSynced(f"{self.symbol}: order book is {self._state.value}")
 
     def best_bid(self) -> Level | None:
         """The highest bid, or None when the bid side is empty. Synced books only."""
@@ -299,10 +299,10 @@ class LocalBook:
             return None
         return self._ask_prices[0], self._ask_qty[0]
 
-    def snapshot(self, levels: int) -> OrderBook:
+    def view(self, levels: int) -> OrderBook:
         """The top `levels` levels per side, in REST order (bids desc, asks asc).
 
-        Raises NotSyncedError unless synced: a half-built or stale book must
+        Raises NotSynced unless synced: a half-built or stale book must
         not be exported as if it were the market.
         """
         self._require_synced()

@@ -12,16 +12,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from typing import Callable
+from typing import Callable, Sequence
 
 import msgspec
 
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 from binance_exporter.binance.payloads import PayloadError, parse_depth
-from binance_exporter.market.types import OrderBook
+from binance_exporter.market.numbers import ZERO
+from binance_exporter.market.order_book import NotSynced
+from binance_exporter.market.types import BookTop, OrderBook
 from binance_exporter.binance.depth_events import DepthUpdate, decode_depth_update
 from binance_exporter.market.order_book import LocalBook, Outcome
+from binance_exporter.binance.recorder import Recorder
+from binance_exporter.binance.websocket import StreamFeed
 from binance_exporter.jobs.pool import DaemonPool
+from binance_exporter.model import StreamView
 
 LOG = logging.getLogger(__name__)
 DEPTH_STREAM = "depth@100ms"
@@ -42,13 +47,13 @@ class StreamBooks:
         pool: DaemonPool,
         snapshot_limit: int,
         on_change: Callable[[], None] = lambda: None,
-        on_snapshot: Callable[[str, int, object], None] | None = None,
+        on_depth: Callable[[str, int, object], None] | None = None,
     ) -> None:
         self.client = client
         self.pool = pool
         self.snapshot_limit = snapshot_limit
         self.on_change = on_change
-        self.on_snapshot = on_snapshot  # sees every depth answer a book may start from
+        self.on_depth = on_depth  # sees every depth answer a book may start from
         self._lock = threading.Lock()
         self._books: dict[str, LocalBook] = {}
         self._fetching: set[str] = set()
@@ -102,7 +107,7 @@ class StreamBooks:
             # An event applied to a synced book, nearly every event, needs nothing more.
             fetch = outcome is not Outcome.APPLIED and self._not_applied(book, update, outcome)
         if fetch:
-            self.pool.submit(self._snapshot, update.symbol)
+            self.pool.submit(self._fetch_depth, update.symbol)
         elif outcome is Outcome.APPLIED:
             self.on_change()
 
@@ -117,17 +122,17 @@ class StreamBooks:
             self._resyncs[update.symbol] += 1
             book.reset()
             book.on_event(update)  # the event that showed the gap starts the new buffer
-        if book.needs_snapshot() and update.symbol not in self._fetching:
+        if book.needs_depth() and update.symbol not in self._fetching:
             self._fetching.add(update.symbol)
             return True
         return False
 
-    def _snapshot(self, symbol: str) -> None:
+    def _fetch_depth(self, symbol: str) -> None:
         """Fetch a REST snapshot and start `symbol`'s book from it (worker thread)."""
         try:
             answer = self.client.depth(symbol, self.snapshot_limit)
-            if self.on_snapshot is not None:
-                self.on_snapshot(symbol, self.snapshot_limit, answer)
+            if self.on_depth is not None:
+                self.on_depth(symbol, self.snapshot_limit, answer)
             snapshot = parse_depth(answer, symbol)
         except (BinanceError, PayloadError) as exc:
             # Waiting out a 429/418 or this minute's weight budget: try when it ends.
@@ -141,7 +146,7 @@ class StreamBooks:
             book = self._books.get(symbol)
             if book is None or book.synced:
                 return
-            outcome = book.apply_snapshot(snapshot)
+            outcome = book.apply_depth(snapshot)
             if outcome is Outcome.REFETCH:
                 # Taken before the first buffered event: the stream is ahead.
                 self._fetching.add(symbol)
@@ -160,16 +165,34 @@ class StreamBooks:
 
     def _resubmit(self, symbol: str) -> None:
         try:
-            self.pool.submit(self._snapshot, symbol)
+            self.pool.submit(self._fetch_depth, symbol)
         except RuntimeError:  # the pool is shut down: the exporter is stopping
             pass
 
     # Reading ----------------------------------------------------------------
 
-    def synced_books(self, levels: int) -> dict[str, OrderBook]:
-        """The top `levels` of every synced book; out-of-sync books are left out."""
+    def books(self, symbols: Sequence[str], levels: int) -> dict[str, OrderBook | Exception]:
+        """The top `levels` of each book, NotSynced where it does not follow the stream."""
         with self._lock:
-            return {s: b.snapshot(levels) for s, b in self._books.items() if b.synced}
+            return {s: self._view(s, levels) for s in symbols}
+
+    def _view(self, symbol: str, levels: int) -> OrderBook | Exception:
+        book = self._books.get(symbol)
+        if book is None or not book.synced:
+            return NotSynced(f"{symbol}: local order book not in sync")
+        return book.view(levels)
+
+    def tops(self, symbols: Sequence[str]) -> dict[str, BookTop | Exception]:
+        """Best bid and ask of each book, NotSynced where it does not follow the stream."""
+        with self._lock:
+            return {s: self._top(s) for s in symbols}
+
+    def _top(self, symbol: str) -> BookTop | Exception:
+        book = self._books.get(symbol)
+        if book is None or not book.synced:
+            return NotSynced(f"{symbol}: local order book not in sync")
+        bid, ask = book.best_bid(), book.best_ask()
+        return BookTop(symbol, *(bid or (ZERO, ZERO)), *(ask or (ZERO, ZERO)))
 
     def update_ids(self) -> dict[str, int]:
         """Last applied final update id (`u`) of every synced book."""
@@ -181,3 +204,56 @@ class StreamBooks:
         """Resynchronisations by symbol since start."""
         with self._lock:
             return dict(self._resyncs)
+
+
+class StreamSource:
+    """A `BookSource` reading local books kept in sync from the market streams.
+
+    It owns the parts of stream mode that reach Binance: the books, the
+    supervised connections that feed them, the snapshot workers, and the
+    `--record` file, opened first so a path that cannot be written raises
+    OSError before anything starts.
+    """
+
+    free_books = True
+
+    def __init__(  # pylint: disable=too-many-arguments,too-many-positional-arguments
+        self,
+        client: BinanceClient,
+        url: str,
+        snapshot_limit: int,
+        on_change: Callable[[], None],
+        record: str | None = None,
+    ) -> None:
+        self.recorder = Recorder(record) if record is not None else None
+        recorder = self.recorder
+        self.pool = DaemonPool(4, name="snapshots")
+        self.local = StreamBooks(client, self.pool, snapshot_limit, on_change=on_change,
+                                 on_depth=recorder.snapshot if recorder else None)
+        self.connections = StreamFeed(url, self.local.on_data, self.local.on_connect,
+                                      on_raw=recorder.message if recorder else None)
+
+    def track(self, symbols: Sequence[str]) -> None:
+        """Keep books and streams for exactly `symbols`."""
+        self.connections.track(self.local.track(list(dict.fromkeys(symbols))))
+
+    def books(self, symbols: Sequence[str], levels: int) -> dict[str, OrderBook | Exception]:
+        """The top `levels` of each local book."""
+        return self.local.books(symbols, levels)
+
+    def tops(self, symbols: Sequence[str]) -> dict[str, BookTop | Exception]:
+        """Best quotes of each local book."""
+        return self.local.tops(symbols)
+
+    def view(self) -> StreamView:
+        """What the stream metrics show, read live."""
+        stats = self.connections.stats()
+        return StreamView(stats.connected, stats.reconnects, stats.messages, stats.last_message,
+                          self.local.update_ids(), self.local.resyncs())
+
+    def close(self) -> None:
+        """Close the connections, the snapshot workers and the recording."""
+        self.connections.stop()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.recorder is not None:
+            self.recorder.close()

@@ -1,4 +1,4 @@
-"""Refresh jobs on canned Binance answers: partial failures, skips, deltas, scheduling."""
+"""The rankings and quotes jobs on canned answers: partial failures, skips, deltas, schedule."""
 
 import threading
 import unittest
@@ -7,16 +7,17 @@ from decimal import localcontext
 from typing import Any
 
 from binance_exporter.binance import rest
+from binance_exporter.binance.backoff import retry_delay
 from binance_exporter.binance.rest import BinanceError
-from binance_exporter.jobs.quotes import (
-    Refresher,
-    Settings,
-    planned_weight_per_minute,
-    rankings_weight,
-)
-from binance_exporter.jobs.scheduler import Scheduler, retry_delay
+from binance_exporter.config import Config, RankingConfig, planned_weight_per_minute
+from binance_exporter.config import rankings_weight
+from binance_exporter.jobs.pool import DaemonPool
+from binance_exporter.jobs.quotes import QuotesJob
+from binance_exporter.jobs.rankings import RankingsJob
+from binance_exporter.jobs.scheduler import Jobs, Scheduler
 from binance_exporter.market.numbers import CONTEXT
 from binance_exporter.model import RANKINGS, SPREADS, SideNotional, SnapshotStore
+from binance_exporter.sources.rest import RestSource
 
 
 def symbol(name: str, base: str, quote: str, status: str = "TRADING") -> dict:
@@ -119,19 +120,29 @@ def server_error() -> BinanceError:
 
 
 class RefreshTestCase(unittest.TestCase):
-    """A refresher over the stub client."""
+    """The rankings and quotes jobs over the stub client, REST source."""
     def setUp(self) -> None:
         self.client = StubClient()
         self.store = SnapshotStore()
-        self.refresher = Refresher(self.client, self.store, Settings(top_n=2, depth_levels=200),
-                                   workers=4)
-        self.addCleanup(self.refresher.close)
+        config = RankingConfig(top_n=2, depth_levels=200)
+        pool = DaemonPool(4)
+        self.addCleanup(pool.shutdown)
+        self.ranker = RankingsJob(self.client, pool, self.store, config)
+        self.quotes = QuotesJob(RestSource(self.client, pool), pool, self.store, config)
+        self.jobs = Jobs(rankings=self.rankings, spreads=self.quotes.refresh_spreads,
+                         answered=lambda: self.store.current().answers is not None,
+                         blocked_for=self.client.blocked_for)
+
+    def rankings(self):
+        """A rankings run and the reads it names, as the app composes them."""
+        ranking = self.ranker.run()
+        return self.store.current() if ranking is None else self.quotes.with_ranking(ranking)
 
 
 class RankingsTest(RefreshTestCase):
     """The rankings job (all four questions)."""
     def test_answers_all_questions(self):
-        snapshot = self.refresher.refresh_rankings()
+        snapshot = self.rankings()
         answers = snapshot.answers
         self.assertTrue(snapshot.ready and snapshot.up)
         self.assertEqual([t.symbol for t in answers.top_btc], ["ETHBTC", "BNBBTC"])
@@ -144,7 +155,7 @@ class RankingsTest(RefreshTestCase):
         self.assertEqual(self.client.limit, 6000)
 
     def test_vwap_mid_from_the_depth_snapshots(self):
-        answers = self.refresher.refresh_rankings().answers
+        answers = self.rankings().answers
         # bids: (0.05 x 10 + 0.04 x 5) / 15 = 0.7 / 15; asks: 0.06
         with localcontext(CONTEXT):
             expected = (D("0.7") / 15 + D("0.06")) / 2
@@ -153,35 +164,35 @@ class RankingsTest(RefreshTestCase):
         self.assertNotIn("BTCUSDT", answers.vwap)  # no depth is read for spread symbols
 
     def test_failed_first_round_keeps_previous_answers(self):
-        first = self.refresher.refresh_rankings()
+        first = self.rankings()
         self.client.failures["tickers_24h"] = server_error()
-        second = self.refresher.refresh_rankings()
+        second = self.rankings()
         self.assertIs(second.answers, first.answers)
         self.assertFalse(second.jobs[RANKINGS].success)
         self.assertEqual(second.jobs[RANKINGS].last_success, first.jobs[RANKINGS].last_success)
         self.assertFalse(second.up)
         self.assertTrue(second.ready)
-        self.assertIsInstance(self.refresher.last_errors[RANKINGS], BinanceError)
+        self.assertIn("HTTP 503", second.jobs[RANKINGS].error)
 
     def test_failure_before_any_success_is_not_ready(self):
         self.client.failures["exchange_info"] = server_error()
-        snapshot = self.refresher.refresh_rankings()
+        snapshot = self.rankings()
         self.assertIsNone(snapshot.answers)
         self.assertFalse(snapshot.ready)
 
     def test_delisted_symbol_is_dropped_not_fatal(self):
         self.client.failures["depth BNBBTC"] = BinanceError("x", kind=rest.CLIENT, code=-1121)
-        snapshot = self.refresher.refresh_rankings()
+        snapshot = self.rankings()
         self.assertTrue(snapshot.jobs[RANKINGS].success)
         self.assertIn("ETHBTC", snapshot.answers.notional)
         self.assertNotIn("BNBBTC", snapshot.answers.notional)
         self.assertEqual(snapshot.skipped[(RANKINGS, "invalid_symbol")], 1)
 
     def test_transient_depth_failure_keeps_previous_value_and_fails_job(self):
-        first = self.refresher.refresh_rankings()
+        first = self.rankings()
         self.client.failures["depth ETHBTC"] = server_error()
         self.client.books["BNBBTC"] = {"lastUpdateId": 2, "bids": [["0.01", "1"]], "asks": []}
-        second = self.refresher.refresh_rankings()
+        second = self.rankings()
         self.assertFalse(second.jobs[RANKINGS].success)
         self.assertEqual(second.answers.notional["ETHBTC"], first.answers.notional["ETHBTC"])
         # the one-sided book: bids kept, asks skipped (not 0) and counted
@@ -192,14 +203,14 @@ class RankingsTest(RefreshTestCase):
         self.client.books["ETHBTC"] = {"lastUpdateId": 2, "bids": [], "asks": []}
         self.client.books["BNBBTC"] = {"lastUpdateId": 2, "bids": [["3", "1"]],
                                        "asks": [["2", "1"]]}
-        snapshot = self.refresher.refresh_rankings()
+        snapshot = self.rankings()
         self.assertEqual(snapshot.answers.notional, {})
         self.assertEqual(snapshot.skipped[(RANKINGS, "empty")], 1)
         self.assertEqual(snapshot.skipped[(RANKINGS, "crossed")], 1)
 
     def test_malformed_depth_counts_as_failure(self):
         self.client.books["ETHBTC"] = {"bids": []}
-        snapshot = self.refresher.refresh_rankings()
+        snapshot = self.rankings()
         self.assertFalse(snapshot.jobs[RANKINGS].success)
         self.assertNotIn("ETHBTC", snapshot.answers.notional)
 
@@ -208,29 +219,29 @@ class SpreadsTest(RefreshTestCase):
     """The spreads job."""
     def test_needs_rankings_first(self):
         with self.assertRaises(RuntimeError):
-            self.refresher.refresh_spreads()
+            self.quotes.refresh_spreads()
 
     def test_deltas_follow_the_market(self):
-        self.refresher.refresh_rankings()
+        self.rankings()
         self.client.tops["BTCUSDT"] = top("BTCUSDT", "100.00", "100.25")
-        snapshot = self.refresher.refresh_spreads()
+        snapshot = self.quotes.refresh_spreads()
         self.assertEqual(snapshot.answers.spreads["BTCUSDT"], D("0.25"))
         self.assertEqual(snapshot.answers.deltas["BTCUSDT"], D("0.15"))
         self.assertEqual(snapshot.answers.deltas["ETHUSDT"], 0)
         self.client.tops["BTCUSDT"] = top("BTCUSDT", "100.00", "100.05")
-        snapshot = self.refresher.refresh_spreads()
+        snapshot = self.quotes.refresh_spreads()
         self.assertEqual(snapshot.answers.deltas["BTCUSDT"], D("0.20"))
 
     def test_one_request_per_refresh(self):
-        self.refresher.refresh_rankings()
+        self.rankings()
         self.client.calls.clear()
-        self.refresher.refresh_spreads()
+        self.quotes.refresh_spreads()
         self.assertEqual(self.client.calls, [("book_tickers", None)])
 
     def test_failure_keeps_values_and_marks_job(self):
-        first = self.refresher.refresh_rankings()
+        first = self.rankings()
         self.client.failures["book_tickers"] = server_error()
-        snapshot = self.refresher.refresh_spreads()
+        snapshot = self.quotes.refresh_spreads()
         self.assertFalse(snapshot.jobs[SPREADS].success)
         self.assertTrue(snapshot.jobs[RANKINGS].success)
         self.assertFalse(snapshot.up)
@@ -238,19 +249,19 @@ class SpreadsTest(RefreshTestCase):
         self.assertEqual(snapshot.answers.deltas, first.answers.deltas)
 
     def test_vanished_symbol_falls_back_to_all_symbols_request(self):
-        self.refresher.refresh_rankings()
+        self.rankings()
         del self.client.tops["ETHUSDT"]
         self.client.calls.clear()
-        snapshot = self.refresher.refresh_spreads()
+        snapshot = self.quotes.refresh_spreads()
         self.assertEqual([c[0] for c in self.client.calls], ["book_tickers", "book_tickers all"])
         self.assertEqual(set(snapshot.answers.spreads), {"BTCUSDT"})
         self.assertTrue(snapshot.jobs[SPREADS].success)
         self.assertEqual(snapshot.skipped[(SPREADS, "invalid_symbol")], 1)
 
     def test_crossed_quote_is_skipped_not_negative(self):
-        self.refresher.refresh_rankings()
+        self.rankings()
         self.client.tops["BTCUSDT"] = top("BTCUSDT", "101", "100")
-        snapshot = self.refresher.refresh_spreads()
+        snapshot = self.quotes.refresh_spreads()
         self.assertNotIn("BTCUSDT", snapshot.answers.spreads)
         self.assertEqual(snapshot.skipped[(SPREADS, "crossed")], 1)
 
@@ -259,11 +270,11 @@ class PlanTest(unittest.TestCase):
     """Request-weight planning."""
     def test_default_start_up_weight(self):
         # exchangeInfo 20 + 24hr all 80 + 5 depths at limit 200 (25 each) + bookTicker 4
-        self.assertEqual(rankings_weight(Settings()), 229)
+        self.assertEqual(rankings_weight(RankingConfig()), 229)
 
     def test_planned_weight_per_minute(self):
         # one rankings run and six spread runs a minute: 229 + 6 x 4
-        self.assertEqual(planned_weight_per_minute(Settings(), 10, 60), 253)
+        self.assertEqual(planned_weight_per_minute(Config(analytics=None)), 253)
 
 
 class SchedulerTest(RefreshTestCase):
@@ -283,7 +294,7 @@ class SchedulerTest(RefreshTestCase):
             if seen.count("spreads") >= 3:
                 stop.set()
 
-        scheduler = Scheduler(self.refresher, update_interval=0.01, refresh_interval=60,
+        scheduler = Scheduler(self.jobs, update_interval=0.01, refresh_interval=60,
                               on_rankings=lambda s: seen.append("rankings"),
                               on_spreads=on_spreads)
         thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
@@ -295,7 +306,7 @@ class SchedulerTest(RefreshTestCase):
     def test_failed_rankings_are_retried(self):
         self.client.failures["exchange_info"] = server_error()
         stop = threading.Event()
-        scheduler = Scheduler(self.refresher, update_interval=0.01, refresh_interval=0.02,
+        scheduler = Scheduler(self.jobs, update_interval=0.01, refresh_interval=0.02,
                               on_rankings=lambda s: stop.set())
         thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
         thread.start()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from binance_exporter.binance.payloads import PayloadError
 from binance_exporter.market.types import OrderBook
 from binance_exporter.binance.depth_events import DepthUpdate, decode_depth_update
-from binance_exporter.market.order_book import LocalBook, NotSyncedError, Outcome, State
+from binance_exporter.market.order_book import LocalBook, NotSynced, Outcome, State
 
 SYMBOL = "BNBBTC"
 
@@ -36,7 +36,7 @@ def snapshot(last_id: int, bids=(), asks=()) -> OrderBook:
 
 def contents(book: LocalBook, depth: int = 100) -> tuple[list, list]:
     """Both sides as (price, qty) strings, best first."""
-    top = book.snapshot(depth)
+    top = book.view(depth)
     return ([(str(p), str(q)) for p, q in top.bids], [(str(p), str(q)) for p, q in top.asks])
 
 
@@ -48,7 +48,7 @@ def synced_book() -> LocalBook:
     """A book synced on SNAPSHOT_100 with nothing buffered after it."""
     book = LocalBook(SYMBOL)
     book.on_event(event(95, 100))
-    assert book.apply_snapshot(SNAPSHOT_100) is Outcome.SYNCED
+    assert book.apply_depth(SNAPSHOT_100) is Outcome.SYNCED
     return book
 
 
@@ -119,14 +119,14 @@ class BufferingTest(unittest.TestCase):
     def test_events_are_buffered_until_a_snapshot(self):
         book = LocalBook(SYMBOL)
         self.assertIs(book.state, State.BUFFERING)
-        self.assertFalse(book.needs_snapshot())  # stream not proven open yet
+        self.assertFalse(book.needs_depth())  # stream not proven open yet
         self.assertIs(book.on_event(event(95, 100)), Outcome.BUFFERED)
-        self.assertTrue(book.needs_snapshot())
+        self.assertTrue(book.needs_depth())
         self.assertEqual(book.buffered, 1)
         self.assertIsNone(book.last_update_id)
         self.assertFalse(book.synced)
-        for read in (book.best_bid, book.best_ask, lambda: book.snapshot(5)):
-            with self.assertRaises(NotSyncedError):
+        for read in (book.best_bid, book.best_ask, lambda: book.view(5)):
+            with self.assertRaises(NotSynced):
                 read()
 
     def test_snapshot_older_than_first_buffered_u_asks_for_a_refetch(self):
@@ -134,15 +134,15 @@ class BufferingTest(unittest.TestCase):
         book.on_event(event(101, 103, bids=[("10", "5")]))
         # L = 100 < first U = 101: too old per step 3, even though 100 + 1 = 101
         # would chain; the doc says refetch, and the buffer is kept for the next one.
-        self.assertIs(book.apply_snapshot(SNAPSHOT_100), Outcome.REFETCH)
+        self.assertIs(book.apply_depth(SNAPSHOT_100), Outcome.REFETCH)
         self.assertIs(book.state, State.BUFFERING)
-        self.assertTrue(book.needs_snapshot())
+        self.assertTrue(book.needs_depth())
         self.assertEqual(book.buffered, 1)
         book.on_event(event(104, 104, asks=[("11", "0")]))
         # A fresh snapshot at 103 has bid 10 at 5 already; [101..103] is dropped,
         # [104..104] removes ask 11.
         fresh = snapshot(103, bids=[("10", "5"), ("9", "2")], asks=[("11", "3"), ("12", "4")])
-        self.assertIs(book.apply_snapshot(fresh), Outcome.SYNCED)
+        self.assertIs(book.apply_depth(fresh), Outcome.SYNCED)
         self.assertEqual(contents(book), ([("10", "5"), ("9", "2")], [("12", "4")]))
         self.assertEqual(book.last_update_id, 104)
         self.assertEqual(book.resyncs, 0)
@@ -155,7 +155,7 @@ class BufferingTest(unittest.TestCase):
         book.on_event(event(96, 100, asks=[("13", "7")]))
         book.on_event(event(101, 104, bids=[("10", "0"), ("9.5", "6")]))
         book.on_event(event(105, 105, asks=[("12", "1")]))
-        self.assertIs(book.apply_snapshot(SNAPSHOT_100), Outcome.SYNCED)
+        self.assertIs(book.apply_depth(SNAPSHOT_100), Outcome.SYNCED)
         self.assertEqual(
             contents(book), ([("9.5", "6"), ("9", "2")], [("11", "3"), ("12", "1")])
         )
@@ -170,7 +170,7 @@ class BufferingTest(unittest.TestCase):
             with self.subTest(first=first):
                 book = LocalBook(SYMBOL)
                 book.on_event(event(first, 102, bids=[("10", "4")], asks=[("11.5", "1")]))
-                self.assertIs(book.apply_snapshot(SNAPSHOT_100), Outcome.SYNCED)
+                self.assertIs(book.apply_depth(SNAPSHOT_100), Outcome.SYNCED)
                 self.assertEqual(
                     contents(book),
                     ([("10", "4"), ("9", "2")], [("11", "3"), ("11.5", "1"), ("12", "4")]),
@@ -184,7 +184,7 @@ class BufferingTest(unittest.TestCase):
         book = LocalBook(SYMBOL)
         book.on_event(event(97, 100, bids=[("10", "1")]))
         book.on_event(event(101, 101, bids=[("10", "2")]))
-        self.assertIs(book.apply_snapshot(SNAPSHOT_100), Outcome.SYNCED)
+        self.assertIs(book.apply_depth(SNAPSHOT_100), Outcome.SYNCED)
         self.assertEqual(book.best_bid(), (D(10), D(2)))
         self.assertEqual(book.last_update_id, 101)
 
@@ -194,7 +194,7 @@ class BufferingTest(unittest.TestCase):
         book = LocalBook(SYMBOL)
         book.on_event(event(93, 96, bids=[("8", "1")]))
         book.on_event(event(97, 99))
-        self.assertIs(book.apply_snapshot(SNAPSHOT_100), Outcome.SYNCED)
+        self.assertIs(book.apply_depth(SNAPSHOT_100), Outcome.SYNCED)
         self.assertEqual(book.last_update_id, 100)
         self.assertEqual(contents(book), ([("10", "1"), ("9", "2")], [("11", "3"), ("12", "4")]))
         self.assertIs(book.on_event(event(101, 103, asks=[("12", "0")])), Outcome.APPLIED)
@@ -202,7 +202,7 @@ class BufferingTest(unittest.TestCase):
 
     def test_snapshot_with_an_empty_buffer_is_accepted(self):
         book = LocalBook(SYMBOL)
-        self.assertIs(book.apply_snapshot(SNAPSHOT_100), Outcome.SYNCED)
+        self.assertIs(book.apply_depth(SNAPSHOT_100), Outcome.SYNCED)
         self.assertIs(book.on_event(event(105, 106)), Outcome.GAP)  # 105 > 100 + 1
 
     def test_gap_inside_the_buffer(self):
@@ -210,14 +210,14 @@ class BufferingTest(unittest.TestCase):
         book = LocalBook(SYMBOL)
         book.on_event(event(96, 100))
         book.on_event(event(103, 104))
-        self.assertIs(book.apply_snapshot(SNAPSHOT_100), Outcome.GAP)
+        self.assertIs(book.apply_depth(SNAPSHOT_100), Outcome.GAP)
         self.assertIs(book.state, State.OUT_OF_SYNC)
 
     def test_crossed_snapshot(self):
         book = LocalBook(SYMBOL)
         book.on_event(event(99, 100))
         crossed = snapshot(100, bids=[("11", "1")], asks=[("11", "1")])  # locked: bid == ask
-        self.assertIs(book.apply_snapshot(crossed), Outcome.CROSSED)
+        self.assertIs(book.apply_depth(crossed), Outcome.CROSSED)
         self.assertTrue(Outcome.CROSSED.needs_resync)
 
     def test_buffer_is_bounded(self):
@@ -226,8 +226,8 @@ class BufferingTest(unittest.TestCase):
             book.on_event(event(first, first + 4))
         self.assertEqual(book.buffered, 2)
         # [90..94] fell off: the first buffered U is now 95, so L = 94 is too old.
-        self.assertIs(book.apply_snapshot(snapshot(94)), Outcome.REFETCH)
-        self.assertIs(book.apply_snapshot(snapshot(96)), Outcome.SYNCED)
+        self.assertIs(book.apply_depth(snapshot(94)), Outcome.REFETCH)
+        self.assertIs(book.apply_depth(snapshot(96)), Outcome.SYNCED)
         self.assertEqual(book.last_update_id, 104)
         with self.assertRaises(ValueError):
             LocalBook(SYMBOL, max_buffered=0)
@@ -235,7 +235,7 @@ class BufferingTest(unittest.TestCase):
     def test_snapshot_levels_with_zero_quantity_are_skipped(self):
         book = LocalBook(SYMBOL)
         self.assertIs(
-            book.apply_snapshot(snapshot(5, bids=[("2", "0"), ("1", "1")], asks=[("3", "0")])),
+            book.apply_depth(snapshot(5, bids=[("2", "0"), ("1", "1")], asks=[("3", "0")])),
             Outcome.SYNCED,
         )
         self.assertEqual(contents(book), ([("1", "1")], []))
@@ -275,7 +275,7 @@ class SyncedTest(unittest.TestCase):
     def test_same_price_written_differently_is_one_level(self):
         book = synced_book()
         book.on_event(event(101, 101, bids=[("10.00000000", "3")]))
-        self.assertEqual(book.snapshot(1).bids, ((D(10), D(3)),))
+        self.assertEqual(book.view(1).bids, ((D(10), D(3)),))
         book.on_event(event(102, 102, bids=[("10.0", "0")]))
         self.assertEqual(book.best_bid(), (D(9), D(2)))
 
@@ -299,12 +299,12 @@ class SyncedTest(unittest.TestCase):
         self.assertTrue(outcome.needs_resync)
         self.assertIs(book.state, State.OUT_OF_SYNC)
         self.assertFalse(book.synced)
-        self.assertFalse(book.needs_snapshot())  # reset() first
-        with self.assertRaises(NotSyncedError):
-            book.snapshot(5)
+        self.assertFalse(book.needs_depth())  # reset() first
+        with self.assertRaises(NotSynced):
+            book.view(5)
         self.assertIs(book.on_event(event(105, 105)), Outcome.RESYNC_PENDING)
         with self.assertRaises(RuntimeError):
-            book.apply_snapshot(SNAPSHOT_100)
+            book.apply_depth(SNAPSHOT_100)
         book.reset()
         self.assertEqual(book.resyncs, 1)
         self.assertIs(book.state, State.BUFFERING)
@@ -312,7 +312,7 @@ class SyncedTest(unittest.TestCase):
         # The second sync from scratch.
         self.assertIs(book.on_event(event(106, 107, asks=[("11", "0")])), Outcome.BUFFERED)
         fresh = snapshot(106, bids=[("10", "7")], asks=[("11", "1"), ("12", "4")])
-        self.assertIs(book.apply_snapshot(fresh), Outcome.SYNCED)
+        self.assertIs(book.apply_depth(fresh), Outcome.SYNCED)
         self.assertEqual(contents(book), ([("10", "7")], [("12", "4")]))
         book.reset()
         book.reset()  # still buffering: no book lost, not counted
@@ -328,9 +328,9 @@ class SyncedTest(unittest.TestCase):
         self.assertFalse(Outcome.APPLIED.needs_resync)
         self.assertFalse(Outcome.REFETCH.needs_resync)
 
-    def test_apply_snapshot_only_while_buffering(self):
+    def test_apply_depth_only_while_buffering(self):
         with self.assertRaises(RuntimeError):
-            synced_book().apply_snapshot(SNAPSHOT_100)
+            synced_book().apply_depth(SNAPSHOT_100)
 
     def test_wrong_symbol(self):
         with self.assertRaises(ValueError):
@@ -339,14 +339,14 @@ class SyncedTest(unittest.TestCase):
     def test_snapshot_is_the_top_n_in_rest_order(self):
         book = synced_book()
         book.on_event(event(101, 101, bids=[("9.5", "1"), ("8", "1")], asks=[("13", "1")]))
-        top = book.snapshot(2)
+        top = book.view(2)
         self.assertEqual(top.last_update_id, 101)
         self.assertEqual(top.bids, levels(("10", "1"), ("9.5", "1")))
         self.assertEqual(top.asks, levels(("11", "3"), ("12", "4")))
-        self.assertEqual(book.snapshot(0), OrderBook(101, (), ()))
-        self.assertEqual(len(book.snapshot(100).bids), 4)
+        self.assertEqual(book.view(0), OrderBook(101, (), ()))
+        self.assertEqual(len(book.view(100).bids), 4)
         with self.assertRaises(ValueError):
-            book.snapshot(-1)
+            book.view(-1)
 
 
 # Property test: a "true" book evolves by single updates with consecutive ids;
@@ -436,16 +436,16 @@ class PropertyTest(unittest.TestCase):
         book = LocalBook(SYMBOL)
         for raw in events[first:last + 1]:
             self.assertIs(book.on_event(_to_update(raw)), Outcome.BUFFERED)
-        self.assertIs(book.apply_snapshot(_as_rest(states[taken], snapshot_id)), Outcome.SYNCED)
+        self.assertIs(book.apply_depth(_as_rest(states[taken], snapshot_id)), Outcome.SYNCED)
         # In the book: the snapshot, plus every buffered event past it.
         seen = max(snapshot_id, events[last]["u"])
-        self.assertEqual(book.snapshot(100), _as_rest(states[seen - START_ID], seen))
+        self.assertEqual(book.view(100), _as_rest(states[seen - START_ID], seen))
         for raw in events[last + 1:]:
             outcome = book.on_event(_to_update(raw))
             self.assertIn(outcome, (Outcome.APPLIED, Outcome.IGNORED_OLD))
             # An event that ends before the snapshot leaves the snapshot's book.
             seen = max(snapshot_id, raw["u"])
-            self.assertEqual(book.snapshot(100), _as_rest(states[seen - START_ID], seen))
+            self.assertEqual(book.view(100), _as_rest(states[seen - START_ID], seen))
         self.assertTrue(book.synced)
         self.assertEqual(book.resyncs, 0)
 

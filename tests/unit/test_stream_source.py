@@ -14,12 +14,14 @@ from binance_exporter.binance import rest
 from binance_exporter.binance.rest import BinanceError
 from binance_exporter.binance.websocket import StreamFeed, StreamSupervisor, stream_type
 from binance_exporter.jobs.pool import DaemonPool
-from binance_exporter.jobs.quotes import Settings
-from binance_exporter.jobs.republisher import PUBLISH_INTERVAL, Republisher, StreamRefresher
+from binance_exporter.config import RankingConfig
+from binance_exporter.jobs.quotes import QuotesJob
+from binance_exporter.jobs.rankings import RankingsJob
+from binance_exporter.jobs.republisher import PUBLISH_INTERVAL, Republisher
 from binance_exporter.model import SPREADS, SnapshotStore
 from binance_exporter.sources.stream import StreamBooks, depth_stream
 from tests.support import wait_until
-from tests.unit.test_refresh import StubClient
+from tests.unit.test_jobs import StubClient
 
 
 def event(symbol: str, first: int, last: int, bids=(), asks=()) -> str:
@@ -69,10 +71,10 @@ class StreamBooksTest(unittest.TestCase):
         self.assertEqual(stream_type("btcusdt@depth@100ms"), "depth@100ms")
 
     def test_first_event_fetches_a_snapshot_and_syncs(self):
-        self.assertEqual(self.books.synced_books(10), {})
+        self.assertEqual(synced(self.books, 10), {})
         self.feed(event("BTCUSDT", 9, 11, bids=[("99", "3")]))
-        wait_until(lambda: self.books.synced_books(10), timeout=5)
-        book = self.books.synced_books(10)["BTCUSDT"]
+        wait_until(lambda: synced(self.books, 10), timeout=5)
+        book = synced(self.books, 10)["BTCUSDT"]
         self.assertEqual(book.bids[0], (D("99"), D("3")))
         self.assertEqual(self.books.update_ids(), {"BTCUSDT": 11})
         self.assertEqual(self.client.calls, ["BTCUSDT"])
@@ -80,25 +82,25 @@ class StreamBooksTest(unittest.TestCase):
 
     def test_gap_resyncs_and_counts(self):
         self.feed(event("BTCUSDT", 9, 11))
-        wait_until(lambda: self.books.synced_books(10), timeout=5)
+        wait_until(lambda: synced(self.books, 10), timeout=5)
         self.feed(event("BTCUSDT", 14, 15))  # 12 and 13 are missing
-        self.assertEqual(self.books.synced_books(10), {})
+        self.assertEqual(synced(self.books, 10), {})
         self.assertEqual(self.books.resyncs(), {"BTCUSDT": 1})
         self.client.snapshots["BTCUSDT"] = dict(SNAPSHOT, lastUpdateId=14)
-        wait_until(lambda: self.books.synced_books(10), timeout=5)
+        wait_until(lambda: synced(self.books, 10), timeout=5)
         self.assertEqual(self.books.update_ids(), {"BTCUSDT": 15})
 
     def test_failed_snapshot_is_retried(self):
         self.client.fail = BinanceError("down", kind=rest.SERVER)
         self.feed(event("BTCUSDT", 9, 11))
-        wait_until(lambda: self.books.synced_books(10), timeout=5)
+        wait_until(lambda: synced(self.books, 10), timeout=5)
         self.assertEqual(self.client.calls, ["BTCUSDT", "BTCUSDT"])
 
     def test_reconnect_resets_synced_books(self):
         self.feed(event("BTCUSDT", 9, 11))
-        wait_until(lambda: self.books.synced_books(10), timeout=5)
+        wait_until(lambda: synced(self.books, 10), timeout=5)
         self.books.on_connect()
-        self.assertEqual(self.books.synced_books(10), {})
+        self.assertEqual(synced(self.books, 10), {})
         self.assertEqual(self.books.resyncs(), {"BTCUSDT": 1})
 
     def test_other_streams_and_malformed_events_are_ignored(self):
@@ -114,7 +116,39 @@ class StreamBooksTest(unittest.TestCase):
         self.assertEqual(self.client.calls, [])
 
 
-class StreamRefresherTest(unittest.TestCase):
+def synced(books: StreamBooks, levels: int) -> dict:
+    """The views of the books of ALL_SYMBOLS that are in sync."""
+    return {s: b for s, b in books.books(ALL_SYMBOLS, levels).items()
+            if not isinstance(b, Exception)}
+
+
+ALL_SYMBOLS = ["ETHBTC", "BNBBTC", "ETHUSDT", "BTCUSDT"]
+
+
+class LocalSource:
+    """The stream source's reads over bare StreamBooks, remembering what was tracked."""
+
+    free_books = True
+
+    def __init__(self, books: StreamBooks) -> None:
+        self.local = books
+        self.tracked: list[list[str]] = []
+
+    def track(self, symbols):
+        """Record and follow."""
+        self.tracked.append(list(symbols))
+        self.local.track(list(symbols))
+
+    def books(self, symbols, levels):
+        """Local views."""
+        return self.local.books(symbols, levels)
+
+    def tops(self, symbols):
+        """Local best quotes."""
+        return self.local.tops(symbols)
+
+
+class StreamQuotesTest(unittest.TestCase):
     """Answers from local books instead of REST depth and bookTicker."""
 
     def setUp(self) -> None:
@@ -125,29 +159,32 @@ class StreamRefresherTest(unittest.TestCase):
         self.pool = DaemonPool(2)
         self.addCleanup(self.pool.shutdown)
         self.books = StreamBooks(SnapshotClient(snapshots), self.pool, 1000)
-        self.tracked: list[list[str]] = []
+        self.source = LocalSource(self.books)
+        self.tracked = self.source.tracked
+        store = SnapshotStore()
+        config = RankingConfig(top_n=2)
+        self.ranker = RankingsJob(self.client, self.pool, store, config)
+        self.quotes = QuotesJob(self.source, self.pool, store, config)
 
-        def track(symbols):
-            self.tracked.append(symbols)
-            self.books.track(symbols)
-
-        self.refresher = StreamRefresher(self.client, SnapshotStore(), Settings(top_n=2),
-                                         self.books, track)
-        self.addCleanup(self.refresher.close)
+    def refresh_rankings(self):
+        """A rankings run and the reads it names, as the app composes them."""
+        ranking = self.ranker.run()
+        assert ranking is not None
+        return self.quotes.with_ranking(ranking)
 
     def sync_all(self):
         """Sync every tracked book from its snapshot with one event each."""
         for symbol in self.tracked[-1]:
             self.books.on_data(depth_stream(symbol), event(symbol, 5, 6))
-        wait_until(lambda: len(self.books.synced_books(1)) == len(self.tracked[-1]), timeout=5)
+        wait_until(lambda: len(synced(self.books, 1)) == len(self.tracked[-1]), timeout=5)
 
     def test_not_ready_until_books_sync_then_no_rest_depth(self):
-        snapshot = self.refresher.refresh_rankings()
+        snapshot = self.refresh_rankings()
         self.assertEqual(self.tracked, [["ETHBTC", "BNBBTC", "ETHUSDT", "BTCUSDT"]])
         self.assertFalse(snapshot.ready)
         self.assertEqual(snapshot.answers.spreads, {})
         self.sync_all()
-        snapshot = self.refresher.refresh_books()
+        snapshot = self.quotes.refresh_books()
         self.assertTrue(snapshot.jobs[SPREADS].success)
         self.assertEqual(snapshot.answers.spreads, {"BTCUSDT": D("0.5"), "ETHUSDT": D("0.01")})
         # 0.05*10 + 0.04*5 = 0.7 from the snapshot, no REST depth call
@@ -159,27 +196,27 @@ class StreamRefresherTest(unittest.TestCase):
         self.assertEqual(snapshot.answers.vwap_averages[("BTCUSDT", "30s")], D("100.25"))
 
     def test_deltas_are_taken_at_the_report_not_at_each_book_update(self):
-        self.refresher.refresh_rankings()
+        self.refresh_rankings()
         self.sync_all()
-        self.refresher.refresh_spreads()
+        self.quotes.refresh_spreads()
         self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 7, 7, asks=[("100.2", "1")]))
-        books_snapshot = self.refresher.refresh_books()
+        books_snapshot = self.quotes.refresh_books()
         self.assertEqual(books_snapshot.answers.spreads["BTCUSDT"], D("0.2"))
         self.assertEqual(books_snapshot.answers.deltas["BTCUSDT"], 0)
-        reported = self.refresher.refresh_spreads()
+        reported = self.quotes.refresh_spreads()
         self.assertEqual(reported.answers.deltas["BTCUSDT"], D("0.3"))
 
     def test_out_of_sync_book_is_absent(self):
-        self.refresher.refresh_rankings()
+        self.refresh_rankings()
         self.sync_all()
         self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 50, 51))  # gap
-        snapshot = self.refresher.refresh_books()
+        snapshot = self.quotes.refresh_books()
         self.assertNotIn("BTCUSDT", snapshot.answers.spreads)
         self.assertFalse(snapshot.jobs[SPREADS].success)
 
 
 class TimedRefresher:
-    """Stands in for StreamRefresher: records when each publish started."""
+    """Stands in for the quotes job: records when each publish started."""
 
     def __init__(self, takes: float) -> None:
         self.takes = takes
@@ -198,7 +235,8 @@ class RepublisherTest(unittest.TestCase):
         """Run a Republisher for `seconds`, with the books changing all along or never."""
         republisher = Republisher()
         stop = threading.Event()
-        thread = threading.Thread(target=republisher.run, args=(refresher, stop), daemon=True)
+        thread = threading.Thread(target=republisher.run, args=(refresher.refresh_books, stop),
+                                  daemon=True)
         thread.start()
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:

@@ -1,0 +1,225 @@
+"""The exporter put together from a `Config`: build the parts, run them, stop them.
+
+`App` is the composition root. It makes the one REST client, the worker pool,
+the store, the book source of the chosen mode, the jobs and the HTTP server,
+and hands each part exactly what it needs. `run` serves until SIGTERM/SIGINT;
+`once` answers once for `--once`. Stream mode's modules (the websocket client,
+msgspec) are imported only when stream mode is chosen.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Callable
+
+from binance_exporter import report
+from binance_exporter.binance.rest import BinanceClient
+from binance_exporter.config import SPREADS_ALL, Config
+from binance_exporter.jobs.analytics import AnalyticsJob
+from binance_exporter.jobs.pool import DaemonPool
+from binance_exporter.jobs.quotes import QuotesJob
+from binance_exporter.jobs.rankings import RankingsJob
+from binance_exporter.jobs.scheduler import Jobs, Scheduler
+from binance_exporter.metrics.exposition import build_exposition
+from binance_exporter.metrics.http import ExporterServer
+from binance_exporter.model import ANALYTICS, JOBS, RANKINGS, SPREADS, Snapshot, SnapshotStore
+from binance_exporter.sources.base import BookSource
+from binance_exporter.sources.rest import RestSource
+
+LOG = logging.getLogger("binance_exporter")
+# glibc mallopt() parameters, from <malloc.h>.
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+# Exit codes: 0 stopped by a signal or answered; 1 Binance could not answer
+# (--once) or the port is taken; 2 the configuration cannot work.
+EXIT_OK, EXIT_UNANSWERED, EXIT_USAGE = 0, 1, 2
+
+
+def echo(line: str) -> None:
+    """Print one report to stdout at once (a pipe would otherwise hold it back)."""
+    print(line, flush=True)
+
+
+def bound_heap() -> None:
+    """Keep the heap from growing with every multi-megabyte answer (glibc only).
+
+    exchangeInfo is megabytes (6 MB for 3000 symbols). Once glibc frees such an
+    mmap'd buffer it raises its mmap threshold to that size, so later big
+    buffers land in the worker threads' heaps, which fragment and never shrink.
+    A fixed threshold keeps big buffers in mmap, returned on free; two arenas
+    bound the heaps the worker threads spread over.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, macOS): nothing to tune
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+    libc.mallopt(M_ARENA_MAX, 2)
+
+
+class App:  # pylint: disable=too-many-instance-attributes
+    """Every part of one exporter, built from its Config and wired explicitly."""
+
+    def __init__(self, config: Config, print_line: Callable[[str], None] = echo) -> None:
+        self.config = config
+        self._print = print_line
+        self.client = BinanceClient(config.base_url, timeout=config.timeout,
+                                    weight_share=config.weight_share)
+        jobs = JOBS + ((ANALYTICS,) if config.analytics is not None else ())
+        self.store = SnapshotStore(jobs)
+        # Each pool thread gets its own Spot (see BinanceClient), so parallel
+        # requests never share a requests.Session.
+        self.pool = DaemonPool(8, name="binance-rest")
+        self.stream = None
+        self._publisher: Callable[[threading.Event], None] | None = None
+        source: BookSource
+        if config.stream is not None and not config.once:
+            source = self._stream_source()
+        else:
+            source = RestSource(self.client, self.pool,
+                                all_symbols=config.ranking.spread_symbols == SPREADS_ALL)
+        self.rankings = RankingsJob(self.client, self.pool, self.store, config.ranking)
+        self.quotes = QuotesJob(source, self.pool, self.store, config.ranking)
+        self.analytics = AnalyticsJob(self.client, self.pool, self.store, config.analytics,
+                                      config.ranking.owns) if config.analytics else None
+
+    def _stream_source(self) -> BookSource:
+        """Stream mode's source and publisher, imported only now."""
+        # pylint: disable=import-outside-toplevel
+        from binance_exporter.jobs.republisher import Republisher
+        from binance_exporter.sources.stream import StreamSource
+
+        stream = self.config.stream
+        assert stream is not None
+        republisher = Republisher()
+        self.stream = StreamSource(self.client, stream.url, stream.snapshot_limit,
+                                   on_change=republisher.changed, record=stream.record)
+        self._publisher = lambda stop: republisher.run(self.quotes.refresh_books, stop)
+        return self.stream
+
+    # Jobs -------------------------------------------------------------------
+
+    def refresh_rankings(self) -> Snapshot:
+        """A rankings run and the book and spread reads it names, published together."""
+        ranking = self.rankings.run()
+        if ranking is None:
+            return self.store.current()
+        return self.quotes.with_ranking(ranking)
+
+    def unknown_symbols(self) -> str | None:
+        """The error line for --symbols that exchangeInfo does not list, if any."""
+        if self.analytics is None or not self.rankings.listed:
+            return None
+        unknown = [s for s in self.analytics.config.extra_symbols
+                   if s not in self.rankings.listed]
+        return f"error: --symbols not listed on Binance: {', '.join(unknown)}" if unknown else None
+
+    # --once ---------------------------------------------------------------
+
+    def once(self) -> int:
+        """Answer once; 0 on success, 1 with one clear line when Binance could not answer."""
+        # Failures are reported by the single line below, not by the job log too.
+        logging.getLogger("binance_exporter.model").setLevel(logging.ERROR)
+        snapshot = self.refresh_rankings()
+        if (unknown := self.unknown_symbols()) is not None:
+            print(unknown, file=sys.stderr)
+            return EXIT_USAGE
+        if self.analytics is not None and snapshot.ready:
+            snapshot = self.analytics.refresh()
+        self.pool.shutdown()
+        if not snapshot.ready or snapshot.answers is None:
+            errors = [e for job in (RANKINGS, SPREADS) if (e := snapshot.jobs[job].error)]
+            print(f"error: no complete answer from {self.config.base_url}: " + "; ".join(errors),
+                  file=sys.stderr)
+            return EXIT_UNANSWERED
+        self.print_answers(snapshot)
+        return EXIT_OK
+
+    def print_answers(self, snapshot: Snapshot) -> None:
+        """The report of every answer, in the chosen output format."""
+        if snapshot.answers is None:
+            return
+        if self.config.output == "json":
+            self._print(report.to_json(snapshot.answers, snapshot.analytics))
+            return
+        ranking = self.config.ranking
+        self._print(report.to_text(snapshot.answers, ranking.volume_field, ranking.depth_levels))
+        if snapshot.analytics is not None:
+            self._print(report.fills_text(snapshot.analytics))
+
+    def print_spreads(self, snapshot: Snapshot) -> None:
+        """One line with every spread and its delta."""
+        if snapshot.answers is not None:
+            self._print(report.spreads_line(snapshot.answers, time.time()))
+
+    # Serving ----------------------------------------------------------------
+
+    def server(self) -> ExporterServer:
+        """Bind the metrics server (OSError when the address cannot be bound)."""
+        exposition = build_exposition(self.store.current, self.client.stats,
+                                      self.stream.view if self.stream is not None else None)
+        return ExporterServer((self.config.listen_address, self.config.port), exposition,
+                              lambda: self.store.current().ready, self.config.base_url)
+
+    def run(self, server: ExporterServer) -> int:
+        """Serve /metrics and refresh in the background until SIGTERM or SIGINT."""
+        stop = threading.Event()
+        exit_code = EXIT_OK
+
+        def request_stop(signum: int, _frame: FrameType | None) -> None:
+            LOG.info("received %s, shutting down", signal.Signals(signum).name)
+            stop.set()
+
+        def on_rankings(snapshot: Snapshot) -> None:
+            nonlocal exit_code
+            if (unknown := self.unknown_symbols()) is not None:
+                print(unknown, file=sys.stderr)
+                exit_code = EXIT_USAGE
+                stop.set()
+                return
+            self.print_answers(snapshot)
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        server.serve_in_thread()
+        LOG.info("serving http://%s:%d/metrics, data from %s", self.config.listen_address,
+                 self.config.port, self.config.base_url)
+        scheduler = Scheduler(
+            Jobs(rankings=self.refresh_rankings, spreads=self.quotes.refresh_spreads,
+                 answered=lambda: self.store.current().answers is not None,
+                 blocked_for=self.client.blocked_for),
+            self.config.update_interval,
+            self.config.refresh_interval,
+            on_rankings=on_rankings,
+            on_spreads=self.print_spreads,
+            analytics=(self.analytics.refresh, self.analytics.config.interval)
+            if self.analytics is not None else None,
+        )
+        # Daemon thread: a request stuck in its timeout must not delay shutdown.
+        threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True).start()
+        if self._publisher is not None:
+            # The stream reader holds the GIL most of the time; a 1 ms switch
+            # interval (default 5 ms) lets scrapes through without waiting
+            # several 5 ms turns.
+            sys.setswitchinterval(0.001)
+            threading.Thread(target=self._publisher, args=(stop,), name="publisher",
+                             daemon=True).start()
+        while not stop.wait(0.5):
+            pass
+        server.shutdown()
+        server.server_close()
+        self.close()
+        LOG.info("stopped")
+        return exit_code
+
+    def close(self) -> None:
+        """Stop the worker threads and stream connections without waiting on requests."""
+        self.pool.shutdown()
+        if self.stream is not None:
+            self.stream.close()
