@@ -1,52 +1,181 @@
-"""Render the metrics page once per published snapshot, serve the bytes per scrape.
+"""The /metrics page: the snapshot part rendered lazily and cached, the live part per scrape.
 
-Everything on the page changes only when a refresh job publishes (the jobs
-are the only code that talks to Binance), so rendering at publish time and
-serving cached bytes gives every scrape the same answer a fresh render would,
-at the cost of a memory copy instead of a render.
+Most of the page changes only when a job publishes a new snapshot, and in
+stream mode that happens up to ten times a second, far more often than anyone
+scrapes. So a publish costs nothing: the first scrape of a snapshot renders
+its families (exporter health, answers, analytics) in the format that scrape
+negotiated, and later scrapes of the same snapshot reuse those bytes. The
+families that move between snapshots (REST accounting, streams, the process)
+are small and rendered on every scrape, then appended, so the page is one
+document: for OpenMetrics only the live part's `# EOF` ends it.
+
+Gzip works the same way: the snapshot part is compressed once, with a sync
+flush so its bytes are complete, and each scrape continues a copy of that
+compressor with the live part.
 """
 
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
+import threading
+import zlib
+from typing import Callable, Protocol
+from urllib.parse import parse_qs
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import RestrictedRegistry
 
-from binance_exporter.model import Snapshot
+from binance_exporter.binance.rest import ApiStats
+from binance_exporter.metrics.analytics import AnalyticsCollector
+from binance_exporter.metrics.api import ApiCollector
+from binance_exporter.metrics.exporter import ExporterCollector
+from binance_exporter.metrics.market import MarketCollector
+from binance_exporter.metrics.stream import StreamCollector
+from binance_exporter.model import Snapshot, StreamView
 
-# The classic text format: every Prometheus 2.x and promtool read it, and our
-# metric names need nothing newer.
-CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+EOF_LINE = b"# EOF\n"  # what ends an OpenMetrics document
+# Level 6 is within a few percent of 9's size at a fraction of the CPU.
+GZIP_LEVEL = 6
+# Formats cached per snapshot: the content type echoes the scraper's version
+# and escaping, so a bound keeps odd Accept headers from growing the cache.
+MAX_CACHED_FORMATS = 4
+
+Encoder = Callable[[CollectorRegistry | RestrictedRegistry], bytes]
 
 
-@dataclass(frozen=True)
-class Page:
-    """One rendering of the metrics page, plain and gzip-compressed."""
+class _Compressor(Protocol):
+    """The part of a zlib compression object the gzip cache uses."""
 
-    body: bytes
-    gzipped: bytes
-    ready: bool = False  # whether the snapshot this page shows answers every question
+    def compress(self, data: bytes, /) -> bytes:
+        """Compress more data; returns what is ready."""
+
+    def flush(self, mode: int = zlib.Z_FINISH, /) -> bytes:
+        """Emit what is pending; Z_FINISH also ends the stream."""
+
+    def copy(self) -> _Compressor:
+        """An independent compressor in the same state."""
+
+
+class _Part:
+    """The snapshot part of the page in one format, and its gzip form once asked for."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self._lock = threading.Lock()
+        # The compressed body and the compressor after a sync flush: the gzip
+        # stream is still open, and every byte of `body` is in the head.
+        self._gzip: tuple[bytes, _Compressor] | None = None
+
+    def gzipped(self, live: bytes) -> bytes:
+        """One gzip member holding `body` then `live`; `body` is compressed only once."""
+        with self._lock:
+            if self._gzip is None:
+                compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip framing
+                head = compressor.compress(self.body) + compressor.flush(zlib.Z_SYNC_FLUSH)
+                self._gzip = head, compressor
+            head, compressor = self._gzip
+            tail = compressor.copy()  # the cached compressor itself is never advanced
+        return head + tail.compress(live) + tail.flush()
+
+
+def _snapshot_registry(snapshot: Snapshot) -> CollectorRegistry:
+    """The snapshot-derived collectors, all reading this one snapshot."""
+
+    def pinned() -> Snapshot:
+        return snapshot
+
+    registry = CollectorRegistry()
+    registry.register(ExporterCollector(pinned))
+    registry.register(MarketCollector(pinned))
+    registry.register(AnalyticsCollector(pinned))
+    return registry
+
+
+def _without_eof(encoder: Encoder, registry: CollectorRegistry | RestrictedRegistry) -> bytes:
+    """Families rendered to be followed by more: no OpenMetrics `# EOF` yet."""
+    return encoder(registry).removesuffix(EOF_LINE)
 
 
 class Exposition:
-    """Holds the latest rendered page; `update` re-renders from the registry."""
+    """Renders /metrics for one scrape; see the module docstring for what is cached.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-        self._page = self._render()
+    `renders` counts renderings of the snapshot part into the cache: one per
+    snapshot and format that a scrape asked for.
+    """
 
-    def _render(self, snapshot: Snapshot | None = None) -> Page:
-        body = generate_latest(self._registry)
-        # Level 6 is within a few percent of 9's size at a fraction of the CPU.
-        return Page(body=body, gzipped=gzip.compress(body, compresslevel=6, mtime=0),
-                    ready=snapshot is not None and snapshot.ready)
+    def __init__(self, snapshot: Callable[[], Snapshot], live: CollectorRegistry) -> None:
+        self._snapshot = snapshot
+        self._live = live
+        self._lock = threading.Lock()
+        self._cached_snapshot: Snapshot | None = None  # the snapshot `_parts` show
+        self._parts: dict[str, _Part] = {}  # by content type
+        self.renders = 0
 
-    def update(self, snapshot: Snapshot | None = None) -> None:
-        """Re-render; used as a SnapshotStore subscriber."""
-        self._page = self._render(snapshot)
+    def render(self, accept: str, accept_encoding: str, query: str) -> tuple[bytes, dict[str, str]]:
+        """The page for these request headers and query string, and its response headers.
 
-    def page(self) -> Page:
-        """The latest rendering (replacing the reference is atomic, so no lock)."""
-        return self._page
+        OpenMetrics when `accept` asks for it, else the text format; gzip when
+        `accept_encoding` allows it; only the samples named by `name[]`
+        parameters when the query has any.
+        """
+        encoder, content_type = choose_encoder(accept)
+        zipped = gzip_accepted(accept_encoding)
+        headers = {"Content-Type": content_type}
+        if zipped:
+            headers["Content-Encoding"] = "gzip"
+        names = parse_qs(query).get("name[]")
+        if names:
+            body = self._filtered(encoder, names)
+            return (gzip.compress(body, GZIP_LEVEL, mtime=0) if zipped else body), headers
+        part = self._part(encoder, content_type)
+        live = encoder(self._live)
+        return (part.gzipped(live) if zipped else part.body + live), headers
+
+    def _part(self, encoder: Encoder, content_type: str) -> _Part:
+        """The current snapshot's part in this format, rendered now if no scrape asked yet."""
+        with self._lock:
+            # Read under the lock: a scrape holding an older snapshot must not
+            # replace the cache of a newer one.
+            snapshot = self._snapshot()
+            if snapshot is not self._cached_snapshot:
+                self._cached_snapshot, self._parts = snapshot, {}
+            part = self._parts.get(content_type)
+            if part is None:
+                part = _Part(_without_eof(encoder, _snapshot_registry(snapshot)))
+                self.renders += 1
+                if len(self._parts) < MAX_CACHED_FORMATS:
+                    self._parts[content_type] = part
+            return part
+
+    def _filtered(self, encoder: Encoder, names: list[str]) -> bytes:
+        """Only the named samples, rendered for this scrape alone."""
+        restricted = _snapshot_registry(self._snapshot()).restricted_registry(names)
+        return _without_eof(encoder, restricted) + encoder(self._live.restricted_registry(names))
+
+
+def build_exposition(
+    snapshot: Callable[[], Snapshot],
+    api_stats: Callable[[], ApiStats],
+    stream_view: Callable[[], StreamView] | None = None,
+) -> Exposition:
+    """The exporter's page: every collector, process metrics included.
+
+    `stream_view` is given in stream mode only. The process, platform and GC
+    collectors go on the exposition's own registry, never the global one, so
+    two expositions in one process (tests, benchmarks) do not clash.
+    """
+    # auto_describe lets name[] find the process collectors, which have no describe().
+    live = CollectorRegistry(auto_describe=True)
+    live.register(ApiCollector(api_stats))
+    if stream_view is not None:
+        live.register(StreamCollector(stream_view))
+    ProcessCollector(registry=live)
+    PlatformCollector(registry=live)
+    GCCollector(registry=live)
+    return Exposition(snapshot, live)

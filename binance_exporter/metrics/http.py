@@ -1,7 +1,8 @@
 """The exporter's HTTP endpoints: `/`, `/metrics`, `/-/healthy`, `/-/ready`.
 
-A small router on the standard library's threading server: scrapes only copy
-pre-rendered bytes, so they never wait on Binance or on a refresh.
+A small router on the standard library's threading server. A scrape never
+waits on Binance or on a refresh: it reads the published snapshot, whose part
+of the page is rendered at most once per format (see `exposition`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from binance_exporter import __version__
-from binance_exporter.metrics.exposition import CONTENT_TYPE, Exposition
+from binance_exporter.metrics.exposition import Exposition
 
 LOG = logging.getLogger(__name__)
+PLAIN = "text/plain; charset=utf-8"
 
 LANDING_PAGE = """<!DOCTYPE html>
 <html><head><title>Binance Exporter</title></head>
@@ -88,37 +90,34 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # pylint: disable=invalid-name
         """Serve GET (and HEAD through `do_HEAD`)."""
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == "/metrics":
-            page = self.server.exposition.page()
-            if "gzip" in self.headers.get("Accept-Encoding", ""):
-                self._send(200, page.gzipped, CONTENT_TYPE, {"Content-Encoding": "gzip"})
-            else:
-                self._send(200, page.body, CONTENT_TYPE)
+            body, headers = self.server.exposition.render(
+                self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", ""), query
+            )
+            self._send(200, body, headers)
         elif path == "/":
-            self._send(200, self.server.landing, "text/html; charset=utf-8")
+            self._send(200, self.server.landing, {"Content-Type": "text/html; charset=utf-8"})
         elif path == "/-/healthy":
-            self._send(200, b"OK\n", "text/plain; charset=utf-8")
+            self._send(200, b"OK\n", {"Content-Type": PLAIN})
         elif path == "/-/ready":
             if self.server.ready():
-                self._send(200, b"Ready\n", "text/plain; charset=utf-8")
+                self._send(200, b"Ready\n", {"Content-Type": PLAIN})
             else:
-                self._send(503, b"Not ready: no complete refresh yet\n", "text/plain")
+                self._send(503, b"Not ready: no complete refresh yet\n", {"Content-Type": PLAIN})
         else:
-            self._send(404, b"Not found\n", "text/plain; charset=utf-8")
+            self._send(404, b"Not found\n", {"Content-Type": PLAIN})
 
     def do_HEAD(self) -> None:  # pylint: disable=invalid-name
         """Like GET without the body."""
         self.do_GET()
 
-    def _send(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        """One response: `headers` carries at least the Content-Type."""
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
+        for name, value in headers.items():
             self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
