@@ -7,12 +7,14 @@ DEMO_MARKET_PORT ?= 9900
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help run demo fake-market test lint bench soak docker-build compose-up clean
+.PHONY: help run demo fake-market test test-fast golden lint bench soak docker-build compose-up clean
 
 help:
 	@echo "make run      - install into $(VENV) and run the exporter against the real Binance (port $(PORT))"
 	@echo "make demo     - run the exporter against the local fake market (no network needed)"
 	@echo "make test     - install dev deps and run the unittest suite under coverage"
+	@echo "make test-fast - the unit tests alone (no sockets, no sleeps; seconds)"
+	@echo "make golden   - rewrite the golden /metrics pages after a deliberate change"
 	@echo "make lint     - pylint the package and the tests"
 	@echo "make bench    - benchmarks (not part of make test)"
 	@echo "make soak     - long fault-injection soak (not part of make test)"
@@ -47,6 +49,12 @@ test: $(DEV_STAMP)
 	$(PY) -m coverage run -m tests
 	$(PY) -m coverage combine -q
 	$(PY) -m coverage report --fail-under=90
+
+test-fast: $(DEV_STAMP)
+	$(PY) -m tests unit
+
+golden: $(DEV_STAMP)
+	UPDATE_GOLDEN=1 $(PY) -m unittest tests.unit.test_golden_pages
 
 lint: $(DEV_STAMP)
 	$(PY) -m pylint binance_exporter tests fake_binance bench

@@ -1,4 +1,8 @@
-"""Run the whole suite with `python -m tests` (what `make test` does under coverage).
+"""Run the suite with `python -m tests [SET ...]` (what `make test` does under coverage).
+
+With no argument every set runs: `unit` (no sockets, no sleeps), `integration`
+(the fake Binance and the exporter as a process, over loopback) and `stack`
+(promtool and a real Prometheus). `make test-fast` runs `unit` alone.
 
 unittest's own summary is not one that CI reads, so this ends with the plain
 `unittest: N passed, N failed, N skipped` line as well.
@@ -7,10 +11,20 @@ unittest's own summary is not one that CI reads, so this ends with the plain
 import sys
 import unittest
 
+SETS = ("unit", "integration", "stack")
 
-def main() -> int:
-    """Discover and run every test module under tests/; 0 when all passed."""
-    suite = unittest.defaultTestLoader.discover("tests", top_level_dir=".")
+
+def main(argv: list[str]) -> int:
+    """Discover and run the named sets (all by default); 0 when all passed."""
+    names = argv or list(SETS)
+    unknown = sorted(set(names) - set(SETS))
+    if unknown:
+        print(f"unknown test set(s) {', '.join(unknown)}; choose from {', '.join(SETS)}",
+              file=sys.stderr)
+        return 2
+    suite = unittest.TestSuite(
+        unittest.defaultTestLoader.discover(f"tests/{name}", top_level_dir=".") for name in names
+    )
     result = unittest.TextTestRunner(verbosity=2).run(suite)
     failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
     skipped = len(result.skipped)
@@ -20,4 +34,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -287,12 +287,11 @@ class ServeTest(FakeTestCase):
 
 # The package's modules that only stream mode needs.
 STREAM_ONLY = (
-    "binance_exporter.binance.websocket",
+    "binance_exporter.binance.depth_events",
     "binance_exporter.binance.recorder",
-    "binance_exporter.market.order_book",
-    "binance_exporter.sources.stream",
-    "binance_exporter.sources.stream_mode",
+    "binance_exporter.binance.websocket",
     "binance_exporter.jobs.republisher",
+    "binance_exporter.sources.stream",
 )
 
 

@@ -14,7 +14,8 @@ from decimal import Decimal
 from click.testing import CliRunner
 
 from binance_exporter.cli import main
-from binance_exporter.jobs.quotes import Settings, planned_weight_per_minute, rankings_weight
+from binance_exporter.config import Config, RankingConfig, planned_weight_per_minute
+from binance_exporter.config import rankings_weight
 from fake_binance.market import Market
 from fake_binance.server import FakeBinance
 from tests.support import Exporter, Samples, wait_until
@@ -173,10 +174,10 @@ class WholeMarketTest(ScaleTestCase):
 
     def test_the_plan_does_not_depend_on_the_number_of_symbols(self):
         for mode in ("top", "all", "list"):
-            settings = Settings(spread_symbols=mode)
-            self.assertEqual(planned_weight_per_minute(settings, 10, 60), 229 + 24)
-        self.assertEqual(rankings_weight(Settings()), 229)
-        self.assertEqual(rankings_weight(Settings(depth_levels=50)), 129)
+            config = Config(ranking=RankingConfig(spread_symbols=mode), analytics=None)
+            self.assertEqual(planned_weight_per_minute(config), 229 + 24)
+        self.assertEqual(rankings_weight(RankingConfig()), 229)
+        self.assertEqual(rankings_weight(RankingConfig(depth_levels=50)), 129)
 
 
 class ShardOptionTest(unittest.TestCase):

@@ -55,7 +55,7 @@ class LocalBookPropertyTest(unittest.TestCase):
 
         self.streams.flush()
         wait_until(caught_up, timeout=15)
-        synced = self.books.synced_books(LEVELS)
+        synced = self.books.books(SYMBOLS, LEVELS)
         for symbol in SYMBOLS:
             bids, asks = self.market.book(symbol)
             self.assertEqual(list(synced[symbol].bids), bids[:LEVELS], symbol)
