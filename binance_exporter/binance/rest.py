@@ -6,19 +6,24 @@ ways (ClientError, ServerError, bare `requests` exceptions, KeyError on a 4xx
 body without `code`, a plain string for a non-JSON 2xx body). This module adds
 what an unattended exporter needs and gives callers one error type:
 
-* a timeout on every request;
+* one deadline and one size cap per request, redirects refused, and every
+  HTTP error status read from the status line whatever the body
+  (`session.BoundedSession`, which each `Spot` sends through);
 * one `Spot` (one `requests.Session`) per thread, since a Session is not
   documented as thread-safe;
 * request-weight accounting from `X-MBX-USED-WEIGHT-1M`, and a budget so the
-  exporter never plans more than a share of the limit;
+  exporter never plans more than a share of the limit, with a floor under the
+  limit so a bogus announcement cannot lock the exporter out;
 * a back-off gate: after a 429 or 418 no request leaves until `Retry-After` has
-  passed (at least 60 s when the header is missing);
+  passed (60 s when the header is missing or unreadable; at most 1 hour for a
+  429 and 3 days, Binance's longest ban, for a 418);
 * counters of requests by endpoint and outcome for the exporter's own metrics.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -29,6 +34,14 @@ import requests
 from binance.error import ClientError, ServerError
 from binance.spot import Spot
 
+from binance_exporter.binance.session import (
+    MAX_ANSWER_BYTES,
+    AnswerTooLarge,
+    BoundedSession,
+    DeadlineExceeded,
+    ErrorAnswer,
+    RedirectRefused,
+)
 from binance_exporter.binance.weights import (
     AGG_TRADES,
     AGG_TRADES_WEIGHT,
@@ -45,7 +58,13 @@ from binance_exporter.binance.weights import (
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_RATE_LIMIT_BACKOFF = 60.0  # seconds to wait after a 429/418 without Retry-After
+DEFAULT_RATE_LIMIT_BACKOFF = 60.0  # seconds to wait after a 429/418 without a usable Retry-After
+MIN_RATE_LIMIT_BACKOFF = 1.0  # a 429/418 never lets the next request leave at once
+MAX_RATE_LIMITED_BACKOFF = 3600.0  # a 429's wait, at most: one hour
+MAX_BANNED_BACKOFF = 3 * 86400.0  # a 418's wait, at most: Binance's longest ban, three days
+# The part of a refresh that does not depend on the settings: exchangeInfo
+# (where a corrected limit comes from), the 24 h tickers and one bookTicker.
+MIN_REFRESH_WEIGHT = EXCHANGE_INFO_WEIGHT + TICKER_24H_ALL_WEIGHT + BOOK_TICKER_MULTI_WEIGHT
 INVALID_SYMBOL = -1121
 
 
@@ -103,14 +122,33 @@ class ApiStats:
     backoff_until: float
 
 
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from a `Retry-After` header, or None if absent or unreadable."""
+def rate_limit_wait(status: int, retry_after: object) -> float:
+    """Seconds to send nothing after a 429 (`status` 429) or a ban (418).
+
+    `retry_after` is the header's raw value. Binance sends whole seconds; any
+    other value is read defensively: missing, non-numeric, negative or NaN
+    means `DEFAULT_RATE_LIMIT_BACKOFF`; the rest is held between
+    `MIN_RATE_LIMIT_BACKOFF` and the cap for the status (an hour for a 429,
+    three days for a 418), so infinity or 1e10 still gives a date the clock
+    and the logs can represent.
+    """
+    cap = MAX_BANNED_BACKOFF if status == 418 else MAX_RATE_LIMITED_BACKOFF
+    try:
+        seconds = float(str(retry_after).strip()) if retry_after is not None else math.nan
+    except ValueError:
+        seconds = math.nan
+    if math.isnan(seconds) or seconds < 0:
+        seconds = DEFAULT_RATE_LIMIT_BACKOFF
+    return min(cap, max(MIN_RATE_LIMIT_BACKOFF, seconds))
+
+
+def _header(headers: Any, name: str) -> object:
+    """One header's value from whatever mapping the connector handed over (or None)."""
     if headers is None:
         return None
-    value = headers.get("Retry-After")
     try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+        return headers.get(name)
+    except AttributeError:
         return None
 
 
@@ -119,15 +157,21 @@ def _used_weight(headers: Any) -> int | None:
         return None
     for name, value in headers.items():
         if name.lower() == "x-mbx-used-weight-1m":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+            text = str(value).strip()
+            # A plain count of at most 18 digits: int() would also take "1_0",
+            # and a 4,000-digit header would cost a long conversion.
+            return int(text) if text.isdigit() and len(text) <= 18 else None
     return None
 
 
 class BinanceClient:
-    """Thread-safe access to the market-data endpoints the exporter uses."""
+    """Thread-safe access to the market-data endpoints the exporter uses.
+
+    `timeout` bounds each request as a whole (connect, headers and body) and
+    `max_answer_bytes` its answer. `refresh_weight` is the weight the exporter
+    must be able to spend in one minute to refresh at all; it sets the floor
+    under the weight limit (see `set_weight_limit`).
+    """
 
     def __init__(
         self,
@@ -136,10 +180,15 @@ class BinanceClient:
         weight_share: float = 0.5,
         clock: Callable[[], float] = time.time,
         spot_factory: Callable[..., Any] = Spot,
+        *,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        refresh_weight: int = MIN_REFRESH_WEIGHT,
     ) -> None:
         self.base_url = base_url
         self.timeout = timeout
         self.weight_share = weight_share
+        self.max_answer_bytes = max_answer_bytes
+        self.weight_floor = math.ceil(refresh_weight / weight_share)
         self._clock = clock
         self._spot_factory = spot_factory
         self._local = threading.local()
@@ -182,10 +231,28 @@ class BinanceClient:
     # State for the scheduler and the metrics -------------------------------
 
     def set_weight_limit(self, limit: int | None) -> None:
-        """Adopt the REQUEST_WEIGHT per-minute limit that exchangeInfo announced."""
-        if limit and limit > 0:
-            with self._lock:
-                self._weight_limit = limit
+        """Adopt the REQUEST_WEIGHT per-minute limit that exchangeInfo announced.
+
+        A limit whose share cannot pay for one refresh (below `weight_floor`)
+        would refuse every request, exchangeInfo included, so the exporter
+        could never learn a corrected limit: it is logged once and the floor
+        is used instead. The floor is the least that keeps one refresh a
+        minute possible; if Binance's real limit were lower, its 429s and
+        their `Retry-After` still hold the exporter back. None, a bool or a
+        non-positive value is not a limit and changes nothing.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            return
+        with self._lock:
+            if limit < self.weight_floor:
+                if self._weight_limit != self.weight_floor:  # not already on the floor
+                    LOG.warning(
+                        "exchangeInfo announces a request-weight limit of %d per minute, too "
+                        "low for one refresh at a %.0f%% share; budgeting with %d instead",
+                        limit, self.weight_share * 100, self.weight_floor,
+                    )
+                limit = self.weight_floor
+            self._weight_limit = limit
 
     def blocked_for(self) -> float:
         """Seconds until a request may leave again after a 429/418 (0 when free)."""
@@ -211,6 +278,13 @@ class BinanceClient:
             spot = self._spot_factory(
                 base_url=self.base_url, timeout=self.timeout, show_limit_usage=True
             )
+            plain = getattr(spot, "session", None)
+            if isinstance(plain, requests.Session) and not isinstance(plain, BoundedSession):
+                # The connector sends through `spot.session`; keep its headers.
+                bounded = BoundedSession(self.timeout, self.max_answer_bytes)
+                bounded.headers.update(plain.headers)
+                plain.close()
+                spot.session = bounded
             self._local.spot = spot
         return spot
 
@@ -265,20 +339,38 @@ class BinanceClient:
         self._admit(endpoint, weight)
         try:
             result = request(self._spot())
+        except ErrorAnswer as exc:
+            self._observe(endpoint, str(exc.status), exc.headers)
+            raise self._status_error(
+                endpoint, exc.status, exc.code, exc.message, exc.headers
+            ) from None
         except ClientError as exc:
             self._observe(endpoint, str(exc.status_code), exc.header)
-            raise self._client_error(endpoint, exc) from None
+            raise self._status_error(
+                endpoint, exc.status_code, exc.error_code, exc.error_message, exc.header
+            ) from None
         except ServerError as exc:
             self._observe(endpoint, str(exc.status_code), None)
-            raise BinanceError(
-                f"{endpoint}: HTTP {exc.status_code} from Binance", kind=SERVER,
-                status=exc.status_code,
-            ) from None
+            raise self._status_error(endpoint, exc.status_code, None, exc.message, None) from None
+        except RedirectRefused as exc:
+            self._observe(endpoint, str(exc.status), None)
+            raise BinanceError(f"{endpoint}: {exc}", kind=BAD_RESPONSE, status=exc.status) from None
+        except AnswerTooLarge as exc:
+            self._observe(endpoint, "error", None)
+            raise BinanceError(f"{endpoint}: {exc}", kind=BAD_RESPONSE) from None
+        except DeadlineExceeded as exc:
+            self._observe(endpoint, "error", None)
+            raise BinanceError(f"{endpoint}: {exc}", kind=TRANSPORT) from None
         except requests.RequestException as exc:
             self._observe(endpoint, "error", None)
             raise BinanceError(
                 f"{endpoint}: {type(exc).__name__}: {_short(exc)}", kind=TRANSPORT
             ) from None
+        except RecursionError:
+            # json gives up on arrays nested thousands deep with RecursionError,
+            # which is not a ValueError.
+            self._observe(endpoint, "error", None)
+            raise BinanceError(f"{endpoint}: answer nested too deeply", kind=BAD_RESPONSE) from None
         except (KeyError, ValueError, TypeError) as exc:
             # binance-connector raises KeyError('code') on a 4xx JSON body without
             # Binance's error fields; the HTTP status is lost on the way.
@@ -296,25 +388,42 @@ class BinanceClient:
             raise BinanceError(f"{endpoint}: answer is not JSON: {data[:60]!r}", kind=BAD_RESPONSE)
         return data
 
-    def _client_error(self, endpoint: str, exc: ClientError) -> BinanceError:
-        status = exc.status_code
+    def _status_error(
+        self, endpoint: str, status: int, code: int | None, message: object, headers: Any
+    ) -> BinanceError:
+        """The BinanceError for an HTTP error status; a 429/418 also closes the gate."""
         if status in (418, 429):
-            wait = _retry_after(exc.header)
-            until = self._back_off(wait if wait is not None else DEFAULT_RATE_LIMIT_BACKOFF)
-            kind = BANNED if status == 418 else RATE_LIMITED
-            if status == 418:
-                LOG.error(
-                    "Binance has BANNED this IP (HTTP 418) for %s; no request will be sent "
-                    "until %s. Lower the request rate before restarting.",
-                    endpoint, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)),
-                )
-            return BinanceError(
-                f"{endpoint}: HTTP {status} {_clip(exc.error_message)}", kind=kind, status=status,
-                code=exc.error_code, retry_after=until - self._clock(),
+            return self._rate_limited(endpoint, status, code, message, headers)
+        if status >= 500:
+            return BinanceError(f"{endpoint}: HTTP {status} from Binance", kind=SERVER,
+                                status=status)
+        return BinanceError(
+            f"{endpoint}: HTTP {status} code {code}: {_clip(message)}",
+            kind=CLIENT, status=status, code=code,
+        )
+
+    def _rate_limited(
+        self, endpoint: str, status: int, code: int | None, message: object, headers: Any
+    ) -> BinanceError:
+        raw = _header(headers, "Retry-After")
+        wait = rate_limit_wait(status, raw)
+        until = self._back_off(wait)
+        ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
+        if status == 418:
+            LOG.error(
+                "Binance has BANNED this IP (HTTP 418) for %s; no request will be sent "
+                "for %.0f s, until %s (Retry-After %s). Lower the request rate before "
+                "restarting.", endpoint, wait, ends, _clip(raw, 40),
+            )
+        else:
+            LOG.warning(
+                "Binance rate-limited %s (HTTP 429); no request will be sent for %.0f s, "
+                "until %s (Retry-After %s)", endpoint, wait, ends, _clip(raw, 40),
             )
         return BinanceError(
-            f"{endpoint}: HTTP {status} code {exc.error_code}: {_clip(exc.error_message)}",
-            kind=CLIENT, status=status, code=exc.error_code,
+            f"{endpoint}: HTTP {status} {_clip(message)}",
+            kind=BANNED if status == 418 else RATE_LIMITED, status=status, code=code,
+            retry_after=until - self._clock(),
         )
 
 
