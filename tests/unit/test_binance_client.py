@@ -6,14 +6,16 @@ KeyError), so each mapping is checked without a network; the end-to-end tests
 check the same paths against the fake Binance over HTTP.
 """
 
+import math
 import unittest
 from typing import Any, Callable
 
 import requests
 from binance.error import ClientError, ServerError
+from binance.spot import Spot
 from requests.structures import CaseInsensitiveDict
 
-from binance_exporter.binance import rest, weights
+from binance_exporter.binance import rest, session, weights
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 
 
@@ -166,6 +168,35 @@ class ErrorMappingTest(ClientTestCase):
             client.depth("ETHBTC", 200)
         self.assertEqual(caught.exception.kind, rest.BAD_RESPONSE)
 
+    def test_error_status_from_the_session_whatever_the_body(self):
+        self.assert_error(
+            raising(session.ErrorAnswer(status=403, code=None, message='{"error": "waf"}',
+                                        headers=headers())),
+            rest.CLIENT, "403", status=403, code=None)
+        self.assert_error(
+            raising(session.ErrorAnswer(status=502, code=None, message="<html>", headers=None)),
+            rest.SERVER, "502", status=502)
+
+    def test_redirect_is_a_bad_response_naming_its_target(self):
+        error = self.assert_error(
+            raising(session.RedirectRefused("HTTP 302 redirect to http://elsewhere/ not followed",
+                                            status=302, location="http://elsewhere/")),
+            rest.BAD_RESPONSE, "302", status=302)
+        self.assertIn("http://elsewhere/", str(error))
+
+    def test_answer_over_the_cap_is_a_bad_response(self):
+        self.assert_error(raising(session.AnswerTooLarge("answer is over the 10-byte cap")),
+                          rest.BAD_RESPONSE, "error")
+
+    def test_deadline_is_a_transport_failure(self):
+        error = self.assert_error(raising(session.DeadlineExceeded("no complete answer")),
+                                  rest.TRANSPORT, "error")
+        self.assertNotIn("\n", str(error))
+
+    def test_deeply_nested_answer_is_a_bad_response(self):
+        self.assert_error(raising(RecursionError("maximum recursion depth exceeded")),
+                          rest.BAD_RESPONSE, "error")
+
     def test_unexpected_wrapper_shape(self):
         client = self.make(lambda name, params: ["not", "wrapped"])
         with self.assertRaises(BinanceError) as caught:
@@ -184,9 +215,10 @@ class BackoffTest(ClientTestCase):
             values["Retry-After"] = retry_after
         error = ClientError(status, -1003, "Too much request weight used", headers(**values), None)
         client = self.make(raising(error))
-        with self.assertRaises(BinanceError) as caught:
+        with self.assertRaises(BinanceError) as caught, self.assertLogs(rest.LOG) as logs:
             client.depth("ETHBTC", 200)
         self.assertEqual(caught.exception.kind, rest.BANNED if status == 418 else rest.RATE_LIMITED)
+        self.logged = logs.output
         return client
 
     def test_429_honours_retry_after_and_sends_nothing_until_then(self):
@@ -200,7 +232,7 @@ class BackoffTest(ClientTestCase):
         self.assertTrue(caught.exception.local)
         self.assertEqual(len(self.spots[0].calls), 1)  # the refused call never left
         self.clock.now += 0.2
-        with self.assertRaises(BinanceError):
+        with self.assertRaises(BinanceError), self.assertLogs(rest.LOG, "WARNING"):
             client.depth("ETHBTC", 200)
         self.assertEqual(len(self.spots[0].calls), 2)
 
@@ -209,14 +241,88 @@ class BackoffTest(ClientTestCase):
         self.assertAlmostEqual(client.blocked_for(), rest.DEFAULT_RATE_LIMIT_BACKOFF)
 
     def test_418_honours_retry_after_and_logs_loudly(self):
-        with self.assertLogs("binance_exporter.binance.rest", "ERROR") as logs:
-            client = self.rate_limited(418, "120")
+        client = self.rate_limited(418, "120")
         self.assertAlmostEqual(client.blocked_for(), 120.0)
-        self.assertIn("BANNED", logs.output[0])
+        self.assertEqual(len(self.logged), 1)
+        self.assertTrue(self.logged[0].startswith("ERROR:"), self.logged)
+        self.assertIn("BANNED", self.logged[0])
+        self.assertIn("1970-01-12T13:49:00Z", self.logged[0])  # when the ban ends
+
+    def test_429_logs_one_warning_with_the_end_of_the_wait(self):
+        self.rate_limited(429, "7")
+        self.assertEqual(len(self.logged), 1)
+        self.assertTrue(self.logged[0].startswith("WARNING:"), self.logged)
+        self.assertIn("7 s, until 1970-01-12T13:47:07Z", self.logged[0])
+
+    def test_huge_or_infinite_retry_after_is_capped(self):
+        for status, value, cap in ((429, "1e10", 3600.0), (429, "inf", 3600.0),
+                                   (418, "1e10", 3 * 86400.0), (418, "Infinity", 3 * 86400.0)):
+            with self.subTest(status=status, value=value):
+                client = self.rate_limited(status, value)
+                self.assertAlmostEqual(client.blocked_for(), cap)
+
+    def test_429_without_a_binance_code_is_recognised_by_its_status(self):
+        error = session.ErrorAnswer(status=429, code=None, message="rate limited",
+                                    headers=headers(Retry_After="30"))
+        client = self.make(raising(error))
+        with self.assertRaises(BinanceError) as caught, self.assertLogs(rest.LOG, "WARNING"):
+            client.depth("ETHBTC", 200)
+        self.assertEqual((caught.exception.kind, caught.exception.status),
+                         (rest.RATE_LIMITED, 429))
+        self.assertAlmostEqual(client.blocked_for(), 30.0)
+        self.assertEqual(client.stats().requests, {(weights.DEPTH, "429"): 1})
 
     def test_unreadable_retry_after_counts_as_missing(self):
         client = self.rate_limited(429, "soon")
         self.assertAlmostEqual(client.blocked_for(), rest.DEFAULT_RATE_LIMIT_BACKOFF)
+
+
+class RateLimitWaitTest(unittest.TestCase):
+    """Reading Retry-After defensively."""
+
+    def test_each_kind_of_value(self):
+        default = rest.DEFAULT_RATE_LIMIT_BACKOFF
+        cases = [
+            ("7", 7.0), (" 7 ", 7.0), ("2.5", 2.5), (None, default), ("soon", default),
+            ("", default), ("-5", default), ("nan", default), ("NaN", default),
+            ("0", rest.MIN_RATE_LIMIT_BACKOFF), ("inf", rest.MAX_RATE_LIMITED_BACKOFF),
+            ("1e10", rest.MAX_RATE_LIMITED_BACKOFF), ("9" * 400, rest.MAX_RATE_LIMITED_BACKOFF),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", default),
+        ]
+        for value, expected in cases:
+            with self.subTest(value=value):
+                self.assertEqual(rest.rate_limit_wait(429, value), expected)
+
+    def test_a_ban_is_capped_at_three_days_not_one_hour(self):
+        self.assertEqual(rest.rate_limit_wait(418, "1e10"), 3 * 86400.0)
+        self.assertEqual(rest.rate_limit_wait(418, "7200"), 7200.0)
+        self.assertEqual(rest.rate_limit_wait(429, "7200"), 3600.0)
+        self.assertTrue(math.isfinite(rest.rate_limit_wait(418, "-inf")))
+
+
+class SessionInstallTest(unittest.TestCase):
+    """A real Spot sends through the bounded session."""
+
+    def test_spot_gets_a_bounded_session_with_its_headers(self):
+        made: list[Spot] = []
+
+        class OfflineSpot(Spot):
+            """A real Spot whose depth() answers without the network."""
+
+            def depth(self, symbol: str, **kwargs: Any) -> Any:
+                return {"data": {"symbol": symbol, **kwargs}}
+
+        def factory(**kwargs: Any) -> Spot:
+            made.append(OfflineSpot(**kwargs))
+            return made[-1]
+
+        client = BinanceClient("http://127.0.0.1:1", timeout=2.5, spot_factory=factory,
+                               max_answer_bytes=1000)
+        client.depth("ETHBTC", 5)
+        bounded = made[0].session
+        self.assertIsInstance(bounded, session.BoundedSession)
+        self.assertEqual((bounded.timeout, bounded.max_bytes), (2.5, 1000))
+        self.assertIn("binance-connector-python", bounded.headers["User-Agent"])
 
 
 class BudgetTest(ClientTestCase):
@@ -248,6 +354,33 @@ class BudgetTest(ClientTestCase):
         self.clock.now += 60
         self.assertEqual(client.stats().weight_used, 0)
         client.depth("A", 1)
+
+    def test_a_limit_too_low_for_one_refresh_is_floored_and_logged_once(self):
+        client = self.make(ok({}, weight=0), weight_share=0.5)
+        floor = math.ceil(rest.MIN_REFRESH_WEIGHT / 0.5)
+        self.assertEqual(client.weight_floor, floor)
+        with self.assertLogs(rest.LOG, "WARNING") as logs:
+            client.set_weight_limit(10)
+            client.set_weight_limit(10)
+            client.set_weight_limit(1)
+        self.assertEqual(len(logs.output), 1)
+        self.assertIn("limit of 10", logs.output[0])
+        self.assertEqual(client.stats().weight_limit, floor)
+        client.exchange_info()  # the refresh that can bring a sane limit still leaves
+        client.set_weight_limit(1200)
+        self.assertEqual(client.stats().weight_limit, 1200)
+
+    def test_the_floor_follows_the_refresh_weight_given(self):
+        client = self.make(ok({}), weight_share=0.25, refresh_weight=500)
+        with self.assertLogs(rest.LOG, "WARNING"):
+            client.set_weight_limit(1999)
+        self.assertEqual(client.stats().weight_limit, 2000)
+
+    def test_values_that_are_not_limits_change_nothing(self):
+        client = self.make(ok({}))
+        for value in (None, True, 0, -5, 6000.0, "6000"):
+            client.set_weight_limit(value)  # type: ignore[arg-type]
+        self.assertEqual(client.stats().weight_limit, weights.DEFAULT_WEIGHT_LIMIT)
 
     def test_weight_is_reserved_before_the_answer(self):
         # A request without a weight header still counts its own weight.
