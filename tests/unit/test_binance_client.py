@@ -206,6 +206,10 @@ class ErrorMappingTest(ClientTestCase):
 
 class BackoffTest(ClientTestCase):
     """429/418 handling."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.logged: list[str] = []  # log lines of the last rate_limited() call
     def rate_limited(self, status: int, retry_after: str | None) -> BinanceClient:
         """A client that has just been answered `status`."""
         # A low weight header: a 429 can also come from another limiter, and
@@ -310,6 +314,7 @@ class SessionInstallTest(unittest.TestCase):
             """A real Spot whose depth() answers without the network."""
 
             def depth(self, symbol: str, **kwargs: Any) -> Any:
+                """Stand-in for Spot.depth."""
                 return {"data": {"symbol": symbol, **kwargs}}
 
         def factory(**kwargs: Any) -> Spot:
