@@ -138,6 +138,8 @@ class SnapshotStore:
         self, jobs: tuple[str, ...] = JOBS, clock: Callable[[], float] = time.time
     ) -> None:
         self.turn = threading.RLock()
+        # Skips are counted from pool threads while a job holds `turn`: their own lock.
+        self._skip_lock = threading.Lock()
         self._clock = clock
         self._snapshot = Snapshot(jobs={job: JobState() for job in jobs})
         self._skipped: Counter[tuple[str, str]] = Counter()
@@ -153,7 +155,7 @@ class SnapshotStore:
 
     def skip(self, job: str, reason: str) -> None:
         """Count a value left out of the metrics, by job and reason."""
-        with self.turn:
+        with self._skip_lock:
             self._skipped[(job, reason)] += 1
 
     def record(self, outcomes: Outcomes, answers: Any = _KEEP, analytics: Any = _KEEP) -> Snapshot:
@@ -175,7 +177,9 @@ class SnapshotStore:
                     duration=now - started,
                     error=None if error is None else str(error),
                 )
-            changes: dict[str, Any] = {"jobs": jobs, "skipped": dict(self._skipped)}
+            with self._skip_lock:
+                skipped = dict(self._skipped)
+            changes: dict[str, Any] = {"jobs": jobs, "skipped": skipped}
             if answers is not _KEEP:
                 changes["answers"] = answers
             if analytics is not _KEEP:

@@ -1,0 +1,235 @@
+"""The stream connections' supervision and the publisher's pacing, in real time.
+
+These run real threads against stand-ins for binance-connector's client and
+measure pacing on the wall clock, so they live with the integration tests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import unittest
+
+import msgspec
+
+from binance_exporter.binance.websocket import StreamFeed, StreamSupervisor
+from binance_exporter.jobs.republisher import PUBLISH_INTERVAL, Republisher
+from tests.support import wait_until
+
+
+class TimedRefresher:
+    """Stands in for the quotes job: records when each publish started."""
+
+    def __init__(self, takes: float) -> None:
+        self.takes = takes
+        self.started: list[float] = []
+
+    def refresh_books(self) -> None:
+        """A publish that lasts `takes` seconds."""
+        self.started.append(time.monotonic())
+        time.sleep(self.takes)
+
+
+class RepublisherTest(unittest.TestCase):
+    """Publishes follow changes, never more often than the interval and the share allow."""
+
+    def run_for(self, refresher: TimedRefresher, seconds: float, changing: bool) -> None:
+        """Run a Republisher for `seconds`, with the books changing all along or never."""
+        republisher = Republisher()
+        stop = threading.Event()
+        thread = threading.Thread(target=republisher.run, args=(refresher.refresh_books, stop),
+                                  daemon=True)
+        thread.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if changing:
+                republisher.changed()
+            time.sleep(0.005)
+        stop.set()
+        thread.join(5)
+        self.assertFalse(thread.is_alive())
+
+    def test_nothing_changed_nothing_published(self):
+        refresher = TimedRefresher(0)
+        self.run_for(refresher, 0.3, changing=False)
+        self.assertEqual(refresher.started, [])
+
+    def test_quick_publishes_are_spaced_by_the_interval(self):
+        refresher = TimedRefresher(0)
+        self.run_for(refresher, 0.5, changing=True)
+        self.assertGreaterEqual(len(refresher.started), 1)
+        gaps = [b - a for a, b in zip(refresher.started, refresher.started[1:])]
+        self.assertTrue(all(gap >= PUBLISH_INTERVAL * 0.99 for gap in gaps), gaps)
+
+    def test_slow_publishes_keep_their_share(self):
+        refresher = TimedRefresher(0.05)  # 50 ms each: then 450 ms of rest
+        self.run_for(refresher, 1.0, changing=True)
+        gaps = [b - a for a, b in zip(refresher.started, refresher.started[1:])]
+        self.assertGreaterEqual(len(refresher.started), 1)
+        self.assertTrue(all(gap >= 0.5 * 0.99 for gap in gaps), gaps)
+
+
+class FakeManager:
+    """Stands in for the connector's socket manager thread."""
+
+    def __init__(self) -> None:
+        self.alive = True
+
+    def is_alive(self) -> bool:
+        """Whether the reader thread runs."""
+        return self.alive
+
+
+class FakeClient:
+    """Stands in for SpotWebsocketStreamClient: records, and lets tests push messages."""
+
+    instances: list["FakeClient"] = []
+    refuse = 0
+
+    def __init__(self, **kwargs) -> None:
+        if FakeClient.refuse:
+            FakeClient.refuse -= 1
+            raise ConnectionRefusedError("refused")
+        self.kwargs = kwargs
+        self.subscribed: list[list[str]] = []
+        self.socket_manager = FakeManager()
+        self.stopped = False
+        FakeClient.instances.append(self)
+
+    def subscribe(self, streams, id=None):  # pylint: disable=redefined-builtin
+        """Record a SUBSCRIBE."""
+        self.subscribed.append(list(streams))
+        del id
+
+    def stop(self):
+        """Record the stop."""
+        self.stopped = True
+
+    def push(self, message: dict) -> None:
+        """Deliver a message as the reader thread would."""
+        self.kwargs["on_message"](self.socket_manager, json.dumps(message))
+
+
+class SupervisorTest(unittest.TestCase):
+    """Reconnection logic against a stand-in client."""
+
+    def setUp(self) -> None:
+        FakeClient.instances = []
+        FakeClient.refuse = 0
+        self.data: list[tuple[str, object]] = []
+        self.connects = 0
+
+    def supervisor(self, watchdog: float = 5.0) -> StreamSupervisor:
+        """A started supervisor over FakeClient, stopped at cleanup."""
+        def on_connect():
+            self.connects += 1
+
+        supervisor = StreamSupervisor("ws://127.0.0.1:1", ["btcusdt@depth@100ms"],
+                                      lambda s, d: self.data.append((s, msgspec.json.decode(d))),
+                                      on_connect,
+                                      watchdog=watchdog, client_factory=FakeClient)
+        supervisor.start()
+        self.addCleanup(supervisor.stop)
+        return supervisor
+
+    def test_subscribes_and_delivers_combined_messages(self):
+        supervisor = self.supervisor()
+        wait_until(lambda: FakeClient.instances, timeout=5)
+        client = FakeClient.instances[0]
+        self.assertEqual(client.subscribed, [["btcusdt@depth@100ms"]])
+        self.assertTrue(client.kwargs["is_combined"])
+        client.push({"result": None, "id": 1})
+        client.push({"stream": "btcusdt@depth@100ms", "data": {"e": "depthUpdate"}})
+        self.assertEqual(self.data, [("btcusdt@depth@100ms", {"e": "depthUpdate"})])
+        stats = supervisor.stats()
+        self.assertTrue(stats.connected)
+        self.assertEqual(stats.messages, {"depth@100ms": 1})
+        self.assertEqual(self.connects, 1)
+
+    def test_reconnects_when_the_reader_dies(self):
+        supervisor = self.supervisor()
+        wait_until(lambda: FakeClient.instances, timeout=5)
+        FakeClient.instances[0].socket_manager.alive = False
+        wait_until(lambda: len(FakeClient.instances) == 2, timeout=5)
+        self.assertTrue(FakeClient.instances[0].stopped)
+        wait_until(lambda: supervisor.stats().reconnects == 1, timeout=5)
+        self.assertEqual(self.connects, 2)
+
+    def test_reconnects_on_error_close_silence_and_shutdown_notice(self):
+        supervisor = self.supervisor(watchdog=0.5)
+        wait_until(lambda: FakeClient.instances, timeout=5)
+        FakeClient.instances[0].kwargs["on_error"](None, OSError("reset"))
+        wait_until(lambda: len(FakeClient.instances) == 2, timeout=5)
+        FakeClient.instances[1].kwargs["on_close"](None)
+        wait_until(lambda: len(FakeClient.instances) == 3, timeout=5)
+        FakeClient.instances[2].push({"stream": "!serverShutdown",
+                                      "data": {"e": "serverShutdown", "E": 1}})
+        wait_until(lambda: len(FakeClient.instances) == 4, timeout=5)
+        # silence: no message for longer than the watchdog
+        wait_until(lambda: len(FakeClient.instances) == 5, timeout=5)
+        self.assertGreaterEqual(supervisor.stats().reconnects, 4)
+
+    def test_stopping_is_not_reported_as_a_lost_connection(self):
+        supervisor = self.supervisor()
+        wait_until(lambda: supervisor.stats().connected, timeout=5)
+        with self.assertNoLogs("binance_exporter.binance.websocket", "WARNING"):
+            supervisor.stop()
+        self.assertTrue(FakeClient.instances[0].stopped)
+
+    def test_refused_connections_are_retried(self):
+        FakeClient.refuse = 1
+        with self.assertLogs("binance_exporter.binance.websocket", "WARNING"):
+            self.supervisor()
+            wait_until(lambda: FakeClient.instances, timeout=5)
+
+    def test_handler_errors_do_not_cost_the_connection(self):
+        supervisor = StreamSupervisor("ws://x", ["a@depth"], lambda s, d: 1 / 0,
+                                      client_factory=FakeClient)
+        supervisor.start()
+        self.addCleanup(supervisor.stop)
+        wait_until(lambda: FakeClient.instances, timeout=5)
+        with self.assertLogs("binance_exporter.binance.websocket", "ERROR"):
+            FakeClient.instances[0].push({"stream": "a@depth", "data": {}})
+        time.sleep(0.3)
+        self.assertEqual(len(FakeClient.instances), 1)
+
+    def test_too_many_streams_for_one_connection(self):
+        with self.assertRaises(ValueError):
+            StreamSupervisor("ws://x", ["s"] * 1025, lambda s, d: None)
+
+
+class FeedTest(unittest.TestCase):
+    """Connections follow the tracked set, 1024 streams each."""
+
+    def setUp(self) -> None:
+        FakeClient.instances = []
+        FakeClient.refuse = 0
+
+    def test_splits_and_only_reconnects_on_change(self):
+        def factory(*args, **kwargs):
+            return StreamSupervisor(*args, client_factory=FakeClient, **kwargs)
+
+        feed = StreamFeed("ws://x", lambda s, d: None, lambda: None, supervisor_factory=factory)
+        self.addCleanup(feed.stop)
+        streams = [f"s{i}@depth@100ms" for i in range(1500)]
+        feed.track(streams)
+        wait_until(lambda: sum(len(s) for c in FakeClient.instances for s in c.subscribed)
+                   == 1500, timeout=5)
+        per_connection = [sum(len(s) for s in c.subscribed) for c in FakeClient.instances]
+        self.assertEqual(sorted(per_connection), [476, 1024])
+        self.assertTrue(all(len(s) <= 200 for c in FakeClient.instances for s in c.subscribed))
+        self.assertEqual(sum(len(s) for c in FakeClient.instances for s in c.subscribed), 1500)
+        feed.track(list(reversed(streams)))  # same set: nothing happens
+        time.sleep(0.2)
+        self.assertEqual(len(FakeClient.instances), 2)
+        FakeClient.instances[0].push({"stream": "s1@depth@100ms", "data": {}})
+        feed.track(streams[:10])
+        wait_until(lambda: len(FakeClient.instances) == 3, timeout=5)
+        stats = feed.stats()
+        self.assertEqual(stats.messages, {"depth@100ms": 1})  # kept from the old connection
+        wait_until(lambda: feed.stats().connected, timeout=5)
+
+
+if __name__ == "__main__":
+    unittest.main()
