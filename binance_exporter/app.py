@@ -26,6 +26,7 @@ from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.rankings import RankingsJob
 from binance_exporter.jobs.scheduler import Jobs, Scheduler
+from binance_exporter.jobs.supervisor import Supervisor, Watchdog
 from binance_exporter.metrics.exposition import build_exposition
 from binance_exporter.metrics.http import ExporterServer
 from binance_exporter.model import ANALYTICS, JOBS, RANKINGS, SPREADS, Snapshot, SnapshotStore
@@ -201,22 +202,30 @@ class App:  # pylint: disable=too-many-instance-attributes
             analytics=(self.analytics.refresh, self.analytics.config.interval)
             if self.analytics is not None else None,
         )
-        # Daemon thread: a request stuck in its timeout must not delay shutdown.
-        threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True).start()
+        # Daemon threads: a request stuck in its timeout must not delay shutdown.
+        supervisor = Supervisor(self.store, stop)
+        supervisor.start("scheduler", scheduler.run, tuple(self.store.current().jobs))
         if self._publisher is not None:
             # The stream reader holds the GIL most of the time; a 1 ms switch
             # interval (default 5 ms) lets scrapes through without waiting
             # several 5 ms turns.
             sys.setswitchinterval(0.001)
-            threading.Thread(target=self._publisher, args=(stop,), name="publisher",
-                             daemon=True).start()
+            supervisor.start("publisher", self._publisher, (SPREADS,))
+        watchdog = Watchdog(self.store, self._intervals(), self.client.blocked_for)
         while not stop.wait(0.5):
-            pass
+            watchdog.check()
         server.shutdown()
         server.server_close()
         self.close()
         LOG.info("stopped")
         return exit_code
+
+    def _intervals(self) -> dict[str, float]:
+        """How often each job is meant to finish a run."""
+        intervals = {RANKINGS: self.config.refresh_interval, SPREADS: self.config.update_interval}
+        if self.analytics is not None:
+            intervals[ANALYTICS] = self.analytics.config.interval
+        return intervals
 
     def close(self) -> None:
         """Stop the worker threads and stream connections without waiting on requests."""

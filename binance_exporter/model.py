@@ -59,6 +59,8 @@ class JobState:
     last_success: float | None = None  # Unix time of the last successful run
     duration: float | None = None  # seconds the latest run took
     error: str | None = None  # why the latest run failed
+    finished: float | None = None  # Unix time the latest run ended, success or not
+    stuck: bool = False  # no run finished within the deadline, or the job's thread died
 
 
 @dataclass(frozen=True)
@@ -106,13 +108,14 @@ class Snapshot:
     jobs: Mapping[str, JobState] = field(default_factory=lambda: {job: JobState() for job in JOBS})
     skipped: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (job, reason) -> count
     analytics: Analytics | None = None
+    thread_restarts: Mapping[str, int] = field(default_factory=dict)  # by thread name
 
     @property
     def ready(self) -> bool:
-        """True once every job has succeeded at least once: all questions answered."""
+        """True once every question has been answered, while no job is stuck."""
         return self.answers is not None and all(
             self.jobs[job].last_success is not None for job in JOBS
-        )
+        ) and not any(state.stuck for state in self.jobs.values())
 
     @property
     def up(self) -> bool:
@@ -176,6 +179,7 @@ class SnapshotStore:
                     last_success=now if error is None else old.last_success,
                     duration=now - started,
                     error=None if error is None else str(error),
+                    finished=now,
                 )
             with self._skip_lock:
                 skipped = dict(self._skipped)
@@ -185,6 +189,25 @@ class SnapshotStore:
             if analytics is not _KEEP:
                 changes["analytics"] = analytics
             snapshot = replace(previous, **changes)
+            self._snapshot = snapshot
+            return snapshot
+
+    def stall(self, jobs: tuple[str, ...], reason: str, thread: str | None = None) -> Snapshot:
+        """Mark `jobs` failed and stuck (not ready) until their next run finishes.
+
+        `thread` names a thread that died for it, counted as a restart. The
+        last success time stays, so the page still says how old the values are.
+        """
+        with self.turn:
+            previous = self._snapshot
+            jobs_now = dict(previous.jobs)
+            for job in jobs:
+                jobs_now[job] = replace(jobs_now.get(job, JobState()), success=False,
+                                        error=reason, stuck=True)
+            restarts = dict(previous.thread_restarts)
+            if thread is not None:
+                restarts[thread] = restarts.get(thread, 0) + 1
+            snapshot = replace(previous, jobs=jobs_now, thread_restarts=restarts)
             self._snapshot = snapshot
             return snapshot
 
