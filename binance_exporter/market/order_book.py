@@ -34,6 +34,7 @@ import enum
 from bisect import bisect_left
 from collections import deque
 from decimal import Decimal
+from operator import itemgetter
 from typing import Iterable, Protocol, Sequence
 
 from binance_exporter.market.types import Level, OrderBook
@@ -41,6 +42,10 @@ from binance_exporter.market.types import Level, OrderBook
 
 class DepthDiff(Protocol):
     """One diff-depth event as the book needs it (`binance.depth_events.DepthUpdate`)."""
+
+    @property
+    def symbol(self) -> str:
+        """The symbol the event is for."""
 
     @property
     def first_update_id(self) -> int:
@@ -62,6 +67,14 @@ class DepthDiff(Protocol):
 # 10 000 events is 1000 s of a 100 ms stream: far longer than a snapshot takes,
 # yet a stream whose snapshot never comes cannot grow the buffer without end.
 DEFAULT_MAX_BUFFERED = 10_000
+# The same bound in price levels, what the buffer's memory grows with: real
+# events carry tens of levels, so this only bites on a flood of huge events.
+DEFAULT_MAX_BUFFERED_LEVELS = 200_000
+# An event with at least this many levels, and more than 1/16 of the book's
+# side, is merged into the side in one pass instead of level by level: an
+# insert moves the rest of the list, so a huge event applied level by level
+# would cost levels x book size.
+MERGE_MIN_LEVELS = 64
 
 
 class State(enum.Enum):
@@ -97,13 +110,16 @@ class NotSynced(Exception):
     """A local order book is not (or no longer) in sync with Binance: its values are unknown."""
 
 
-def _set_levels(prices: list[Decimal], quantities: list[Decimal], levels: Iterable[Level]) -> None:
+def _set_levels(prices: list[Decimal], quantities: list[Decimal], levels: Sequence[Level]) -> None:
     """Set each level's absolute quantity; 0 deletes it. `prices` stays ascending.
 
     One binary search per level finds the price or its place. No dict: a
     Decimal fresh from the wire computes its hash on first use, which cost
-    more than the whole search.
+    more than the whole search. A large event is merged instead (`merge_levels`).
     """
+    if len(levels) >= MERGE_MIN_LEVELS and len(levels) * 16 > len(prices):
+        merge_levels(prices, quantities, levels)
+        return
     for price, qty in levels:
         index = bisect_left(prices, price)
         if index < len(prices) and prices[index] == price:
@@ -117,6 +133,34 @@ def _set_levels(prices: list[Decimal], quantities: list[Decimal], levels: Iterab
         elif qty:
             prices.insert(index, price)
             quantities.insert(index, qty)
+
+
+def merge_levels(prices: list[Decimal], quantities: list[Decimal],
+                  levels: Sequence[Level]) -> None:
+    """`_set_levels` for a large event: sort it, then one pass over the side.
+
+    Costs O(m log m + m log n + n) for m levels into a side of n, where one
+    insert per level costs O(m x n). Within the event the last quantity given
+    for a price wins, as when the levels are applied in order.
+    """
+    update = sorted(levels, key=itemgetter(0))  # stable: equal prices keep their order
+    new_prices: list[Decimal] = []
+    new_qty: list[Decimal] = []
+    start = 0
+    for index, (price, qty) in enumerate(update):
+        if index + 1 < len(update) and update[index + 1][0] == price:
+            continue  # a later quantity for the same price follows
+        stop = bisect_left(prices, price, start)
+        new_prices.extend(prices[start:stop])
+        new_qty.extend(quantities[start:stop])
+        start = stop + 1 if stop < len(prices) and prices[stop] == price else stop
+        if qty:
+            new_prices.append(price)
+            new_qty.append(qty)
+    new_prices.extend(prices[start:])
+    new_qty.extend(quantities[start:])
+    prices[:] = new_prices
+    quantities[:] = new_qty
 
 
 def _side(levels: Iterable[Level]) -> tuple[list[Decimal], list[Decimal]]:
@@ -140,14 +184,18 @@ class LocalBook:
             outcome = book.apply_depth(parse_depth(rest_answer))   # REFETCH: ask again
     """
 
-    def __init__(self, symbol: str, max_buffered: int = DEFAULT_MAX_BUFFERED) -> None:
-        if max_buffered < 1:
-            raise ValueError("max_buffered must be at least 1")
+    def __init__(self, symbol: str, max_buffered: int = DEFAULT_MAX_BUFFERED,
+                 max_buffered_levels: int = DEFAULT_MAX_BUFFERED_LEVELS) -> None:
+        if max_buffered < 1 or max_buffered_levels < 1:
+            raise ValueError("max_buffered and max_buffered_levels must be at least 1")
         self.symbol = symbol
         self._state = State.BUFFERING
         # Oldest events fall off a full buffer; the first buffered U then moves
         # on with it, which keeps the snapshot check of step 3 correct.
-        self._buffer: deque[DepthDiff] = deque(maxlen=max_buffered)
+        self._buffer: deque[DepthDiff] = deque()
+        self._max_buffered = max_buffered
+        self._max_buffered_levels = max_buffered_levels
+        self._buffered_levels = 0
         # Each side is two parallel lists, prices ascending: the best bid is
         # the last, the best ask the first.
         self._bid_prices: list[Decimal] = []
@@ -199,6 +247,11 @@ class LocalBook:
             return self._apply(update)
         if self._state is State.BUFFERING:
             self._buffer.append(update)
+            self._buffered_levels += len(update.bids) + len(update.asks)
+            while len(self._buffer) > 1 and (len(self._buffer) > self._max_buffered or
+                                             self._buffered_levels > self._max_buffered_levels):
+                dropped = self._buffer.popleft()
+                self._buffered_levels -= len(dropped.bids) + len(dropped.asks)
             return Outcome.BUFFERED
         return Outcome.RESYNC_PENDING
 
@@ -229,6 +282,7 @@ class LocalBook:
             return Outcome.REFETCH
         pending = [event for event in self._buffer if event.last_update_id > snapshot_id]
         self._buffer.clear()
+        self._buffered_levels = 0
         self._bid_prices, self._bid_qty = _side(book.bids)
         self._ask_prices, self._ask_qty = _side(book.asks)
         self._local_id = snapshot_id
@@ -252,6 +306,7 @@ class LocalBook:
             self._resyncs += 1
         self._state = State.BUFFERING
         self._buffer.clear()
+        self._buffered_levels = 0
         self._bid_prices, self._bid_qty = [], []
         self._ask_prices, self._ask_qty = [], []
         self._local_id = None

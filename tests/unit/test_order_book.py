@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from binance_exporter.binance.payloads import PayloadError
 from binance_exporter.market.types import OrderBook
 from binance_exporter.binance.depth_events import DepthUpdate, decode_depth_update
+from binance_exporter.market import order_book
 from binance_exporter.market.order_book import LocalBook, NotSynced, Outcome, State
 
 SYMBOL = "BNBBTC"
@@ -452,3 +453,40 @@ class PropertyTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LargeEventTest(unittest.TestCase):
+    """Huge events: merged in one pass, and a buffer bounded by levels."""
+
+    @settings(max_examples=100, deadline=None)
+    @given(book=st.lists(st.integers(1, 400), unique=True, max_size=150),
+           update=st.lists(st.tuples(st.integers(1, 400), st.integers(0, 3)), min_size=64,
+                           max_size=300))
+    def test_merge_equals_applying_level_by_level(self, book, update):
+        prices = sorted(D(p) for p in book)
+        quantities = [D(1)] * len(prices)
+        expected: dict[D, D] = dict(zip(prices, quantities))
+        for price, qty in update:
+            if qty:
+                expected[D(price)] = D(qty)
+            else:
+                expected.pop(D(price), None)
+        order_book.merge_levels(prices, quantities, [(D(p), D(q)) for p, q in update])
+        self.assertEqual(list(zip(prices, quantities)), sorted(expected.items()))
+
+    def test_a_million_level_event_is_applied_in_one_pass(self):
+        book = synced_book()
+        asks = tuple((D(200 + i), D(1)) for i in range(1_000_000))
+        update = DepthUpdate(SYMBOL, 1672515782136, 101, 101, (), asks)
+        self.assertIs(book.on_event(update), Outcome.APPLIED)
+        self.assertEqual(book.view(3).asks[0], (D(11), D(3)))  # the old best ask stays
+        self.assertEqual(len(book.view(2_000_000).asks), 1_000_002)
+
+    def test_the_buffer_drops_the_oldest_events_past_its_level_bound(self):
+        book = LocalBook(SYMBOL, max_buffered_levels=5)
+        for first in range(1, 5):
+            book.on_event(event(first, first, bids=[("1", "1"), ("2", "1")]))
+        self.assertEqual(book.buffered, 2)  # 4 levels kept, a third event would make 6
+        # The first kept event is U=3: an older snapshot is asked again.
+        self.assertIs(book.apply_depth(snapshot(1)), Outcome.REFETCH)
+        self.assertIs(book.apply_depth(snapshot(3)), Outcome.SYNCED)
