@@ -20,7 +20,7 @@ from typing import Callable
 
 from binance_exporter import report
 from binance_exporter.binance.rest import BinanceClient
-from binance_exporter.config import SPREADS_ALL, Config
+from binance_exporter.config import SPREADS_ALL, Config, rankings_weight
 from binance_exporter.jobs.analytics import AnalyticsJob
 from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.jobs.quotes import QuotesJob
@@ -71,7 +71,8 @@ class App:  # pylint: disable=too-many-instance-attributes
         self.config = config
         self._print = print_line
         self.client = BinanceClient(config.base_url, timeout=config.timeout,
-                                    weight_share=config.weight_share)
+                                    weight_share=config.weight_share,
+                                    refresh_weight=rankings_weight(config.ranking))
         jobs = JOBS + ((ANALYTICS,) if config.analytics is not None else ())
         self.store = SnapshotStore(jobs)
         # Each pool thread gets its own Spot (see BinanceClient), so parallel

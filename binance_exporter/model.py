@@ -192,6 +192,14 @@ class SnapshotStore:
             self._snapshot = snapshot
             return snapshot
 
+    def watch_thread(self, thread: str) -> None:
+        """Show `thread`'s restart count from now on (0 until it dies)."""
+        with self.turn:
+            previous = self._snapshot
+            if thread not in previous.thread_restarts:
+                restarts = {**previous.thread_restarts, thread: 0}
+                self._snapshot = replace(previous, thread_restarts=restarts)
+
     def stall(self, jobs: tuple[str, ...], reason: str, thread: str | None = None) -> Snapshot:
         """Mark `jobs` failed and stuck (not ready) until their next run finishes.
 

@@ -40,6 +40,7 @@ class Supervisor:
     def start(self, name: str, loop: Callable[[threading.Event], None],
               jobs: tuple[str, ...]) -> threading.Thread:
         """Run `loop(stop)` on a daemon thread named `name`, serving `jobs`, until stop."""
+        self.store.watch_thread(name)
         thread = threading.Thread(target=self._keep, args=(name, loop, jobs), name=name,
                                   daemon=True)
         thread.start()

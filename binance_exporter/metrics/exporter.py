@@ -26,6 +26,17 @@ SKIPPED = counter(
     "job",
     "reason",
 )
+RESTARTS = counter(
+    "binance_exporter_thread_restarts",
+    "Times a long-lived thread of the exporter died on an unexpected error and was restarted.",
+    "thread",
+)
+STUCK = gauge(
+    "binance_refresh_stuck",
+    "1 when no run of the job finished within its deadline (three intervals plus any "
+    "back-off Binance asked for) or its thread died, until a run finishes again.",
+    "job",
+)
 
 
 class ExporterCollector(FamilyCollector):
@@ -41,9 +52,11 @@ class ExporterCollector(FamilyCollector):
         binance_last_refresh_timestamp_seconds{job="rankings"} 1.7000000005e+09
         binance_refresh_duration_seconds{job="rankings"} 0.25
         binance_skipped_values_total{job="spreads",reason="crossed"} 2.0
+        binance_exporter_thread_restarts_total{thread="scheduler"} 0.0
+        binance_refresh_stuck{job="spreads"} 0.0
     """
 
-    families = (BUILD_INFO, UP, SUCCESS, LAST_SUCCESS, DURATION, SKIPPED)
+    families = (BUILD_INFO, UP, SUCCESS, LAST_SUCCESS, DURATION, SKIPPED, RESTARTS, STUCK)
 
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self._snapshot = snapshot
@@ -55,8 +68,10 @@ class ExporterCollector(FamilyCollector):
         yield build
         yield UP.single(1 if snapshot.up else 0)
         success, last, duration = SUCCESS.new(), LAST_SUCCESS.new(), DURATION.new()
+        stuck = STUCK.new()
         for job, state in snapshot.jobs.items():
             success.add_metric([job], 1 if state.success else 0)
+            stuck.add_metric([job], 1 if state.stuck else 0)
             if state.last_success is not None:
                 last.add_metric([job], state.last_success)
             if state.duration is not None:
@@ -66,3 +81,8 @@ class ExporterCollector(FamilyCollector):
         for (job, reason), count in sorted(snapshot.skipped.items()):
             skipped.add_metric([job, reason], count)
         yield skipped
+        restarts = RESTARTS.new()
+        for thread, count in sorted(snapshot.thread_restarts.items()):
+            restarts.add_metric([thread], count)
+        yield restarts
+        yield stuck

@@ -37,6 +37,20 @@ class ExporterCollectorTest(unittest.TestCase):
             registry.get_sample_value("binance_refresh_duration_seconds", {"job": "rankings"})
         )
 
+    def test_thread_restarts_and_stuck_jobs(self):
+        snapshot = Snapshot(jobs={"rankings": JobState(success=True, last_success=1.0),
+                                  "spreads": JobState(error="hung", stuck=True)},
+                            thread_restarts={"scheduler": 2, "publisher": 0})
+        registry = registry_of(snapshot)
+        self.assertEqual(registry.get_sample_value("binance_exporter_thread_restarts_total",
+                                                   {"thread": "scheduler"}), 2)
+        self.assertEqual(registry.get_sample_value("binance_exporter_thread_restarts_total",
+                                                   {"thread": "publisher"}), 0)
+        self.assertEqual(registry.get_sample_value("binance_refresh_stuck", {"job": "spreads"}), 1)
+        self.assertEqual(registry.get_sample_value("binance_refresh_stuck", {"job": "rankings"}),
+                         0)
+        self.assertFalse(snapshot.ready)
+
     def test_each_job_shows_its_latest_run(self):
         snapshot = Snapshot(jobs={
             "rankings": JobState(success=True, last_success=1700000000.5, duration=0.25),
