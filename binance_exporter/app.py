@@ -20,7 +20,8 @@ from typing import Callable
 
 from binance_exporter import report
 from binance_exporter.binance.rest import BinanceClient
-from binance_exporter.config import SPREADS_ALL, Config, rankings_weight
+from binance_exporter.binance.weights import DEFAULT_WEIGHT_LIMIT
+from binance_exporter.config import SPREADS_ALL, Config, planned_weight_per_minute, rankings_weight
 from binance_exporter.jobs.analytics import AnalyticsJob
 from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.jobs.quotes import QuotesJob
@@ -100,8 +101,12 @@ class App:  # pylint: disable=too-many-instance-attributes
         stream = self.config.stream
         assert stream is not None
         republisher = Republisher()
+        # Resync snapshots may spend what the schedule leaves of the weight share.
+        spare = self.config.weight_share * DEFAULT_WEIGHT_LIMIT \
+            - planned_weight_per_minute(self.config)
         self.stream = StreamSource(self.client, stream.url, stream.snapshot_limit,
-                                   on_change=republisher.changed, record=stream.record)
+                                   on_change=republisher.changed, record=stream.record,
+                                   snapshot_weight_per_minute=spare)
         self._publisher = lambda stop: republisher.run(self.quotes.refresh_books, stop)
         return self.stream
 

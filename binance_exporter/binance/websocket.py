@@ -8,7 +8,14 @@ and lets `subscribe()` fail silently on a dead socket. `StreamSupervisor`
 wraps it: create, subscribe, watch (a dead reader thread, silence longer than
 the watchdog, the 24 h connection age), tear down with a bounded wait,
 back off with jitter, and create again. Every (re)connection is announced
-through `on_connect` so the caller can resynchronise its order books.
+through `on_connect`, before subscribing, so the caller can start its order
+books over; every loss through `on_disconnect`, at once, so the caller stops
+presenting their data as live.
+
+A connection counts as live (`connected`) only once Binance has acknowledged
+every SUBSCRIBE, and stays so only while valid messages arrive: junk frames
+do not reset the silence watchdog. Reconnects back off exponentially with
+jitter; a connection that drops at once backs off further each time.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any, Callable
 import msgspec
 from binance.websocket.spot.websocket_stream import SpotWebsocketStreamClient
 
-from binance_exporter.binance.backoff import MAX_RETRY, retry_delay
+from binance_exporter.binance.backoff import retry_delay
 
 LOG = logging.getLogger(__name__)
 
@@ -31,6 +38,8 @@ MAX_STREAMS_PER_CONNECTION = 1024  # Binance's documented limit
 MAX_CONNECTION_AGE = 23.5 * 3600.0  # Binance closes at 24 h; leave on our own terms first
 SUBSCRIBE_BATCH = 200  # streams per SUBSCRIBE message
 SUBSCRIBE_GAP = 0.25  # seconds between control messages (Binance allows 5 per second)
+ACK_TIMEOUT = 10.0  # seconds for every SUBSCRIBE to be acknowledged before giving up
+STABLE_CONNECTION = 60.0  # seconds up after which a drop starts the back-off over
 
 
 class _Envelope(msgspec.Struct, frozen=True, gc=False):
@@ -41,6 +50,16 @@ class _Envelope(msgspec.Struct, frozen=True, gc=False):
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
+
+
+class _Reply(msgspec.Struct, frozen=True, gc=False):
+    """The answer to a SUBSCRIBE: `{"result": null, "id": n}` when it worked."""
+
+    id: int
+    result: object = None
+
+
+_REPLY = msgspec.json.Decoder(_Reply)
 
 
 def _is_shutdown(data: msgspec.Raw) -> bool:
@@ -79,7 +98,7 @@ def stream_type(stream: str) -> str:
 class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
     """Keeps one combined-stream connection alive and subscribed."""
 
-    def __init__(
+    def __init__(  # pylint: disable=too-many-arguments
         self,
         url: str,
         streams: list[str],
@@ -88,7 +107,10 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         watchdog: float = 30.0,
         client_factory: Callable[..., Any] = _DaemonStreamClient,
         wall_clock: Callable[[], float] = time.time,
+        *,
         on_raw: Callable[[str], None] | None = None,
+        on_disconnect: Callable[[], None] = lambda: None,
+        backoff: Callable[[int], float] = retry_delay,
     ) -> None:
         if len(streams) > MAX_STREAMS_PER_CONNECTION:
             raise ValueError(f"at most {MAX_STREAMS_PER_CONNECTION} streams per connection")
@@ -96,8 +118,10 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         self.streams = list(streams)
         self.on_data = on_data
         self.on_connect = on_connect
+        self.on_disconnect = on_disconnect  # the streams' data is no longer live
         self.on_raw = on_raw  # sees every text frame first (`--record`)
         self.watchdog = watchdog
+        self._backoff = backoff  # failures in a row -> seconds before the next attempt
         self._factory = client_factory
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
@@ -110,6 +134,8 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         self._last_message: float | None = None
         self._last_seen = time.monotonic()
         self._thread: threading.Thread | None = None
+        self._pending_acks: set[int] = set()  # SUBSCRIBE ids not yet acknowledged
+        self._wanted = frozenset(self.streams)
 
     # Lifecycle --------------------------------------------------------------
 
@@ -136,18 +162,26 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            client = self._connect()
+            try:
+                client = self._connect()
+            except Exception:  # pylint: disable=broad-exception-caught
+                LOG.exception("stream connection to %s failed unexpectedly", self.url)
+                client = None
             if client is None:
                 failures += 1
-                self._stop.wait(retry_delay(failures, MAX_RETRY))
+                self._stop.wait(self._backoff(failures))
                 continue
-            failures = 0
+            opened = time.monotonic()
             self._watch(client)
             self._teardown(client)
-            if not self._stop.is_set():
-                with self._lock:
-                    self._reconnects += 1
-                self._stop.wait(retry_delay(1, MAX_RETRY))
+            if self._stop.is_set():
+                return
+            with self._lock:
+                self._reconnects += 1
+            # A connection that stayed up a while starts the back-off over; one
+            # that dropped at once (a reconnect storm) backs off further each time.
+            failures = 1 if time.monotonic() - opened >= STABLE_CONNECTION else failures + 1
+            self._stop.wait(self._backoff(failures))
 
     def _connect(self) -> Any | None:
         self._dead.clear()
@@ -160,19 +194,28 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
                 is_combined=True,
                 timeout=self.watchdog,
             )
-            for start in range(0, len(self.streams), SUBSCRIBE_BATCH):
-                if start:
-                    time.sleep(SUBSCRIBE_GAP)
-                client.subscribe(self.streams[start:start + SUBSCRIBE_BATCH], id=start + 1)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             # The connector raises whatever the socket layer raises on connect.
             LOG.warning("stream connection to %s failed: %s", self.url, exc)
             return None
-        with self._lock:
-            self._connected = True
         self._last_seen = time.monotonic()
-        LOG.info("stream connected to %s (%d streams)", self.url, len(self.streams))
+        # Before subscribing: the books start over, so no event of the new
+        # connection can reach a book that the reset would then throw away.
         self.on_connect()
+        try:
+            batches = range(0, len(self.streams), SUBSCRIBE_BATCH)
+            with self._lock:
+                self._pending_acks = {start + 1 for start in batches}
+            for start in batches:
+                if start:
+                    time.sleep(SUBSCRIBE_GAP)
+                client.subscribe(self.streams[start:start + SUBSCRIBE_BATCH], id=start + 1)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            LOG.warning("subscribing on %s failed: %s", self.url, exc)
+            self._teardown(client)
+            return None
+        LOG.info("stream connected to %s (%d streams); waiting for the subscriptions",
+                 self.url, len(self.streams))
         return client
 
     def _watch(self, client: Any) -> None:
@@ -187,7 +230,12 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
                 LOG.warning("stream reader stopped; reconnecting")
                 return
             if now - self._last_seen > self.watchdog:
-                LOG.warning("no stream message for %.0f s; reconnecting", now - self._last_seen)
+                LOG.warning("no valid stream message for %.0f s; reconnecting",
+                            now - self._last_seen)
+                return
+            if self._pending_acks and now - opened > ACK_TIMEOUT:
+                LOG.warning("subscriptions not acknowledged within %.0f s; reconnecting",
+                            ACK_TIMEOUT)
                 return
             if now - opened > MAX_CONNECTION_AGE:
                 LOG.info("stream connection is %.0f h old; renewing", MAX_CONNECTION_AGE / 3600)
@@ -196,6 +244,8 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
     def _teardown(self, client: Any) -> None:
         with self._lock:
             self._connected = False
+            self._pending_acks = set()
+        self.on_disconnect()
         # stop() sends a close frame and joins the reader without a timeout;
         # run it aside and give up on it after a bound, closing the socket.
         stopper = threading.Thread(target=_quiet_stop, args=(client,), daemon=True)
@@ -213,18 +263,23 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         """The connector's message callback (reader thread); public for the benchmark.
 
         Only the envelope is decoded here; `data` goes on as raw JSON for the
-        handler to decode into its own type in one pass.
+        handler to decode into its own type in one pass. Only a message that
+        acknowledges a subscription, or carries data of a stream this
+        connection subscribed to, counts as traffic for the silence watchdog:
+        junk keeps nothing alive.
         """
-        self._last_seen = time.monotonic()
         if self.on_raw is not None:
             self.on_raw(text)
         try:
             message = _ENVELOPE.decode(text)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            # SUBSCRIBE replies {"result": null, "id": n} arrive here too.
-            LOG.debug("ignored a stream message that is not {stream, data}: %.200s", text)
+            self._control(text)
             return
         stream = message.stream
+        if stream not in self._wanted and not stream.startswith("!"):
+            LOG.debug("ignored data of a stream not subscribed here: %.100s", stream)
+            return
+        self._last_seen = time.monotonic()
         kind = self._kinds.get(stream)
         if kind is None:
             kind = self._kinds[stream] = stream_type(stream)
@@ -241,6 +296,25 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
             # A bad message must not cost the connection (the connector would
             # treat the exception as a socket error); log it and go on.
             LOG.exception("could not handle a %s message", stream)
+
+    def _control(self, text: str) -> None:
+        """A message that is not {stream, data}: a SUBSCRIBE reply, or junk."""
+        try:
+            reply = _REPLY.decode(text)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            LOG.debug("ignored a stream message that is neither data nor a reply: %.200s", text)
+            return
+        with self._lock:
+            if reply.result is not None or reply.id not in self._pending_acks:
+                LOG.warning("unexpected reply on the stream connection: %.200s", text)
+                return
+            self._pending_acks.discard(reply.id)
+            live = not self._pending_acks
+            if live:
+                self._connected = True
+        self._last_seen = time.monotonic()
+        if live:
+            LOG.info("stream subscriptions acknowledged on %s", self.url)
 
     def _on_gone(self, _manager: Any) -> None:
         self._dead.set()
@@ -264,14 +338,16 @@ class StreamFeed:
         self,
         url: str,
         on_data: Callable[[str, msgspec.Raw], None],
-        on_connect: Callable[[], None],
+        on_connect: Callable[[list[str]], None],
         watchdog: float = 30.0,
         supervisor_factory: Callable[..., StreamSupervisor] = StreamSupervisor,
         on_raw: Callable[[str], None] | None = None,
+        on_disconnect: Callable[[list[str]], None] = lambda streams: None,
     ) -> None:
         self.url = url
         self.on_data = on_data
-        self.on_connect = on_connect
+        self.on_connect = on_connect  # with the streams of the connection that (re)connected
+        self.on_disconnect = on_disconnect  # with the streams of the connection that dropped
         self.watchdog = watchdog
         self.on_raw = on_raw
         self._factory = supervisor_factory
@@ -290,9 +366,11 @@ class StreamFeed:
             for supervisor in old:
                 self._retire(supervisor)
             for start in range(0, len(streams), MAX_STREAMS_PER_CONNECTION):
+                part = streams[start:start + MAX_STREAMS_PER_CONNECTION]
                 supervisor = self._factory(
-                    self.url, streams[start:start + MAX_STREAMS_PER_CONNECTION],
-                    self.on_data, self.on_connect, self.watchdog, on_raw=self.on_raw,
+                    self.url, part, self.on_data,
+                    lambda part=part: self.on_connect(part), self.watchdog, on_raw=self.on_raw,
+                    on_disconnect=lambda part=part: self.on_disconnect(part),
                 )
                 supervisor.start()
                 self._supervisors.append(supervisor)

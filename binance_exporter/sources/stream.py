@@ -10,22 +10,24 @@ only see synced books, so a series is absent rather than wrong.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections import Counter
 from typing import Callable, Sequence
 
 import msgspec
 
-from binance_exporter.binance.rest import BinanceClient, BinanceError
-from binance_exporter.binance.payloads import PayloadError, parse_depth
-from binance_exporter.market.numbers import ZERO
-from binance_exporter.market.order_book import NotSynced
-from binance_exporter.market.types import BookTop, OrderBook
 from binance_exporter.binance.depth_events import DepthUpdate, decode_depth_update
-from binance_exporter.market.order_book import LocalBook, Outcome
+from binance_exporter.binance.payloads import PayloadError, parse_depth
 from binance_exporter.binance.recorder import Recorder
+from binance_exporter.binance.rest import BinanceClient, BinanceError
 from binance_exporter.binance.websocket import StreamFeed
+from binance_exporter.binance.weights import depth_weight
 from binance_exporter.jobs.pool import DaemonPool
+from binance_exporter.market.numbers import ZERO
+from binance_exporter.market.order_book import LocalBook, NotSynced, Outcome
+from binance_exporter.market.types import BookTop, OrderBook
 from binance_exporter.model import StreamView
 
 LOG = logging.getLogger(__name__)
@@ -38,6 +40,95 @@ def depth_stream(symbol: str) -> str:
     return f"{symbol.lower()}@{DEPTH_STREAM}"
 
 
+class SnapshotSchedule:
+    """When each book's next depth answer is due, paced within a weight budget.
+
+    One daemon thread submits the fetches that fall due, so no timer outlives
+    a reconnect: `cancel` forgets what a dropped connection still had planned.
+    At most `weight_per_minute` of request weight is spent on snapshots in
+    any 60 s window (at least one snapshot a window), so a storm of gaps or
+    reconnects cannot take the weight the rankings need.
+    """
+
+    WINDOW = 60.0
+
+    def __init__(self, submit: Callable[[str], None], weight: int,
+                 weight_per_minute: float = math.inf,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._submit = submit
+        self._weight = weight
+        self._budget = weight_per_minute
+        self._clock = clock
+        self._due: dict[str, float] = {}
+        self._changed = threading.Condition()
+        self._window_start = -math.inf
+        self._spent = 0
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def schedule(self, symbol: str, delay: float = 0.0) -> None:
+        """Fetch `symbol`'s snapshot in `delay` seconds (or earlier, if already planned so)."""
+        with self._changed:
+            if self._stopped:
+                return
+            when = self._clock() + delay
+            self._due[symbol] = min(when, self._due.get(symbol, when))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="snapshot-schedule",
+                                                daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def cancel(self, symbols: Sequence[str]) -> None:
+        """Forget the planned fetches of `symbols`."""
+        with self._changed:
+            for symbol in symbols:
+                self._due.pop(symbol, None)
+
+    def pending(self) -> dict[str, float]:
+        """Planned fetches: symbol -> due time."""
+        with self._changed:
+            return dict(self._due)
+
+    def stop(self) -> None:
+        """Plan and submit nothing more."""
+        with self._changed:
+            self._stopped = True
+            self._due.clear()
+            self._changed.notify()
+
+    def _next(self) -> str | None:
+        """Wait for the next fetch that is due and within the budget (under the condition)."""
+        while not self._stopped:
+            if not self._due:
+                self._changed.wait()
+                continue
+            now = self._clock()
+            symbol, when = min(self._due.items(), key=lambda item: item[1])
+            if when > now:
+                self._changed.wait(when - now)
+                continue
+            if now - self._window_start >= self.WINDOW:
+                self._window_start, self._spent = now, 0
+            if self._spent and self._spent + self._weight > self._budget:
+                # This window's snapshot weight is spent: everything waits for the next.
+                resume = self._window_start + self.WINDOW
+                self._due = {s: max(due, resume) for s, due in self._due.items()}
+                continue
+            self._spent += self._weight
+            del self._due[symbol]
+            return symbol
+        return None
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                symbol = self._next()
+            if symbol is None:
+                return
+            self._submit(symbol)
+
+
 class StreamBooks:
     """One `LocalBook` per tracked symbol, kept in sync."""
 
@@ -48,6 +139,7 @@ class StreamBooks:
         snapshot_limit: int,
         on_change: Callable[[], None] = lambda: None,
         on_depth: Callable[[str, int, object], None] | None = None,
+        snapshot_weight_per_minute: float = math.inf,
     ) -> None:
         self.client = client
         self.pool = pool
@@ -56,8 +148,13 @@ class StreamBooks:
         self.on_depth = on_depth  # sees every depth answer a book may start from
         self._lock = threading.Lock()
         self._books: dict[str, LocalBook] = {}
-        self._fetching: set[str] = set()
+        self._fetching: set[str] = set()  # a snapshot is planned or in flight
+        # Bumped when a symbol's connection drops or reconnects: a snapshot
+        # asked for before that belongs to a stream that is gone, and is dropped.
+        self._epochs: Counter[str] = Counter()
         self._resyncs: Counter[str] = Counter()
+        self.schedule = SnapshotSchedule(self._submit, depth_weight(snapshot_limit),
+                                         snapshot_weight_per_minute)
 
     # Which symbols ------------------------------------------------------------
 
@@ -70,23 +167,47 @@ class StreamBooks:
                 self._books.setdefault(symbol, LocalBook(symbol))
         return [depth_stream(s) for s in symbols]
 
-    def on_connect(self) -> None:
-        """A new connection: every book starts over from a fresh snapshot.
+    def on_connect(self, streams: Sequence[str] | None = None) -> None:
+        """A new connection (for `streams`, or all): each of its books starts over.
 
-        The snapshots are fetched shortly after subscribing even if no event
-        has arrived yet: a quiet symbol may send none for a long time. A
-        snapshot older than the subscription shows up as a gap at the first
-        event, and that book simply starts over.
+        Called before the connection subscribes, so every event it carries
+        lands in a fresh buffer. Each book gets exactly one snapshot, shortly
+        after, even if no event has arrived yet: a quiet symbol may send none
+        for a long time. A snapshot older than the subscription shows up as a
+        gap at the first event, and that book simply starts over.
         """
         with self._lock:
-            for symbol, book in self._books.items():
-                if book.last_update_id is not None:
-                    self._resyncs[symbol] += 1
-                book.reset()
+            symbols = self._symbols_of(streams)
+            for symbol in symbols:
+                self._start_over(symbol)
                 self._fetching.add(symbol)
-            symbols = list(self._books)
         for symbol in symbols:
-            self._later(symbol)
+            self.schedule.schedule(symbol, REFETCH_DELAY)
+
+    def on_disconnect(self, streams: Sequence[str] | None = None) -> None:
+        """A connection dropped: its books are no longer live, at once, until resynced."""
+        with self._lock:
+            symbols = self._symbols_of(streams)
+            for symbol in symbols:
+                self._start_over(symbol)
+                self._fetching.discard(symbol)
+        self.schedule.cancel(symbols)
+        self.on_change()
+
+    def _symbols_of(self, streams: Sequence[str] | None) -> list[str]:
+        """The tracked symbols whose depth streams are among `streams` (all for None)."""
+        if streams is None:
+            return list(self._books)
+        wanted = set(streams)
+        return [s for s in self._books if depth_stream(s) in wanted]
+
+    def _start_over(self, symbol: str) -> None:
+        """Throw a book away (counted when it was synced); under the lock."""
+        book = self._books[symbol]
+        if book.last_update_id is not None:
+            self._resyncs[symbol] += 1
+        book.reset()
+        self._epochs[symbol] += 1
 
     # Events (stream reader thread) -----------------------------------------
 
@@ -107,7 +228,7 @@ class StreamBooks:
             # An event applied to a synced book, nearly every event, needs nothing more.
             fetch = outcome is not Outcome.APPLIED and self._not_applied(book, update, outcome)
         if fetch:
-            self.pool.submit(self._fetch_depth, update.symbol)
+            self.schedule.schedule(update.symbol)
         elif outcome is Outcome.APPLIED:
             self.on_change()
 
@@ -127,8 +248,20 @@ class StreamBooks:
             return True
         return False
 
-    def _fetch_depth(self, symbol: str) -> None:
+    def _submit(self, symbol: str) -> None:
+        """Hand a due snapshot to the pool, marked with the symbol's current epoch."""
+        with self._lock:
+            epoch = self._epochs[symbol]
+        try:
+            self.pool.submit(self._fetch_depth, symbol, epoch)
+        except RuntimeError:  # the pool is shut down: the exporter is stopping
+            pass
+
+    def _fetch_depth(self, symbol: str, epoch: int = 0) -> None:
         """Fetch a REST snapshot and start `symbol`'s book from it (worker thread)."""
+        with self._lock:
+            if self._epochs[symbol] != epoch:
+                return  # planned for a connection that is gone
         try:
             answer = self.client.depth(symbol, self.snapshot_limit)
             if self.on_depth is not None:
@@ -139,9 +272,11 @@ class StreamBooks:
             wait = max(REFETCH_DELAY, getattr(exc, "retry_after", None) or 0.0)
             LOG.warning("%s: depth snapshot failed (%s); trying again in %.1f s", symbol, exc,
                         wait)
-            self._later(symbol, wait)
+            self.schedule.schedule(symbol, wait)
             return
         with self._lock:
+            if self._epochs[symbol] != epoch:
+                return  # the connection dropped while the answer was on its way
             self._fetching.discard(symbol)
             book = self._books.get(symbol)
             if book is None or book.synced:
@@ -154,20 +289,9 @@ class StreamBooks:
                 self._resyncs[symbol] += 1
                 book.reset()
         if outcome is Outcome.REFETCH:
-            self._later(symbol)
+            self.schedule.schedule(symbol, REFETCH_DELAY)
         elif outcome is Outcome.SYNCED:
             self.on_change()
-
-    def _later(self, symbol: str, delay: float = REFETCH_DELAY) -> None:
-        timer = threading.Timer(delay, self._resubmit, args=(symbol,))
-        timer.daemon = True
-        timer.start()
-
-    def _resubmit(self, symbol: str) -> None:
-        try:
-            self.pool.submit(self._fetch_depth, symbol)
-        except RuntimeError:  # the pool is shut down: the exporter is stopping
-            pass
 
     # Reading ----------------------------------------------------------------
 
@@ -224,14 +348,17 @@ class StreamSource:
         snapshot_limit: int,
         on_change: Callable[[], None],
         record: str | None = None,
+        snapshot_weight_per_minute: float = math.inf,
     ) -> None:
         self.recorder = Recorder(record) if record is not None else None
         recorder = self.recorder
         self.pool = DaemonPool(4, name="snapshots")
         self.local = StreamBooks(client, self.pool, snapshot_limit, on_change=on_change,
-                                 on_depth=recorder.snapshot if recorder else None)
+                                 on_depth=recorder.snapshot if recorder else None,
+                                 snapshot_weight_per_minute=snapshot_weight_per_minute)
         self.connections = StreamFeed(url, self.local.on_data, self.local.on_connect,
-                                      on_raw=recorder.message if recorder else None)
+                                      on_raw=recorder.message if recorder else None,
+                                      on_disconnect=self.local.on_disconnect)
 
     def track(self, symbols: Sequence[str]) -> None:
         """Keep books and streams for exactly `symbols`."""
@@ -254,6 +381,7 @@ class StreamSource:
     def close(self) -> None:
         """Close the connections, the snapshot workers and the recording."""
         self.connections.stop()
+        self.local.schedule.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
         if self.recorder is not None:
             self.recorder.close()

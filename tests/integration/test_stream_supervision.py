@@ -70,6 +70,11 @@ class RepublisherTest(unittest.TestCase):
         self.assertTrue(all(gap >= 0.5 * 0.99 for gap in gaps), gaps)
 
 
+def QUICK(_failures: int) -> float:  # pylint: disable=invalid-name
+    """No back-off worth waiting for in tests of the reconnect logic itself."""
+    return 0.01
+
+
 class FakeManager:
     """Stands in for the connector's socket manager thread."""
 
@@ -86,6 +91,7 @@ class FakeClient:
 
     instances: list["FakeClient"] = []
     refuse = 0
+    silent = False  # True: SUBSCRIBE is never acknowledged
 
     def __init__(self, **kwargs) -> None:
         if FakeClient.refuse:
@@ -98,9 +104,10 @@ class FakeClient:
         FakeClient.instances.append(self)
 
     def subscribe(self, streams, id=None):  # pylint: disable=redefined-builtin
-        """Record a SUBSCRIBE."""
+        """Record a SUBSCRIBE and acknowledge it, as Binance does."""
         self.subscribed.append(list(streams))
-        del id
+        if not FakeClient.silent:
+            self.push({"result": None, "id": id})
 
     def stop(self):
         """Record the stop."""
@@ -128,7 +135,8 @@ class SupervisorTest(unittest.TestCase):
         supervisor = StreamSupervisor("ws://127.0.0.1:1", ["btcusdt@depth@100ms"],
                                       lambda s, d: self.data.append((s, msgspec.json.decode(d))),
                                       on_connect,
-                                      watchdog=watchdog, client_factory=FakeClient)
+                                      watchdog=watchdog, client_factory=FakeClient,
+                                      backoff=QUICK)
         supervisor.start()
         self.addCleanup(supervisor.stop)
         return supervisor
@@ -139,7 +147,6 @@ class SupervisorTest(unittest.TestCase):
         client = FakeClient.instances[0]
         self.assertEqual(client.subscribed, [["btcusdt@depth@100ms"]])
         self.assertTrue(client.kwargs["is_combined"])
-        client.push({"result": None, "id": 1})
         client.push({"stream": "btcusdt@depth@100ms", "data": {"e": "depthUpdate"}})
         self.assertEqual(self.data, [("btcusdt@depth@100ms", {"e": "depthUpdate"})])
         stats = supervisor.stats()
@@ -169,6 +176,37 @@ class SupervisorTest(unittest.TestCase):
         # silence: no message for longer than the watchdog
         wait_until(lambda: len(FakeClient.instances) == 5, timeout=5)
         self.assertGreaterEqual(supervisor.stats().reconnects, 4)
+
+    def test_junk_frames_keep_nothing_alive(self):
+        disconnects: list[int] = []
+        supervisor = StreamSupervisor("ws://127.0.0.1:1", ["btcusdt@depth@100ms"],
+                                      lambda s, d: None, watchdog=0.5, client_factory=FakeClient,
+                                      backoff=QUICK, on_disconnect=lambda: disconnects.append(1))
+        supervisor.start()
+        self.addCleanup(supervisor.stop)
+        wait_until(lambda: supervisor.stats().connected, timeout=5)
+        client = FakeClient.instances[0]
+        with self.assertLogs("binance_exporter.binance.websocket", "WARNING") as logs:
+            for _ in range(60):  # junk, and data of a stream never subscribed here
+                client.kwargs["on_message"](client.socket_manager, "not json")
+                client.push({"stream": "ethbtc@depth@100ms", "data": {}})
+                if len(FakeClient.instances) > 1:
+                    break
+                time.sleep(0.05)
+        self.assertEqual(len(FakeClient.instances), 2)
+        self.assertEqual(disconnects, [1])
+        self.assertIn("no valid stream message", "".join(logs.output))
+        self.assertEqual(supervisor.stats().messages, {})
+
+    def test_unacknowledged_subscriptions_are_not_live(self):
+        FakeClient.silent = True
+        self.addCleanup(setattr, FakeClient, "silent", False)
+        supervisor = self.supervisor()
+        wait_until(lambda: FakeClient.instances, timeout=5)
+        FakeClient.instances[0].push({"stream": "btcusdt@depth@100ms", "data": {}})
+        self.assertFalse(supervisor.stats().connected)
+        FakeClient.instances[0].push({"result": None, "id": 1})
+        self.assertTrue(supervisor.stats().connected)
 
     def test_stopping_is_not_reported_as_a_lost_connection(self):
         supervisor = self.supervisor()
@@ -208,9 +246,10 @@ class FeedTest(unittest.TestCase):
 
     def test_splits_and_only_reconnects_on_change(self):
         def factory(*args, **kwargs):
-            return StreamSupervisor(*args, client_factory=FakeClient, **kwargs)
+            return StreamSupervisor(*args, client_factory=FakeClient, backoff=QUICK, **kwargs)
 
-        feed = StreamFeed("ws://x", lambda s, d: None, lambda: None, supervisor_factory=factory)
+        feed = StreamFeed("ws://x", lambda s, d: None, lambda streams: None,
+                          supervisor_factory=factory)
         self.addCleanup(feed.stop)
         streams = [f"s{i}@depth@100ms" for i in range(1500)]
         feed.track(streams)

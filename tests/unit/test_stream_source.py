@@ -14,8 +14,9 @@ from binance_exporter.config import RankingConfig
 from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.rankings import RankingsJob
+from binance_exporter.market.order_book import NotSynced
 from binance_exporter.model import SPREADS, SnapshotStore
-from binance_exporter.sources.stream import StreamBooks, depth_stream
+from binance_exporter.sources.stream import SnapshotSchedule, StreamBooks, depth_stream
 from tests.support import wait_until
 from tests.unit.test_jobs import StubClient
 
@@ -110,6 +111,90 @@ class StreamBooksTest(unittest.TestCase):
         self.books.track([])
         self.feed(event("BTCUSDT", 9, 11))
         self.assertEqual(self.client.calls, [])
+
+
+class ConnectionTest(unittest.TestCase):
+    """A dropped connection takes its books out of service at once; one snapshot per connect."""
+
+    def setUp(self) -> None:
+        self.client = SnapshotClient({"BTCUSDT": SNAPSHOT, "ETHBTC": SNAPSHOT})
+        self.pool = DaemonPool(2)
+        self.addCleanup(self.pool.shutdown)
+        self.changed = threading.Event()
+        self.books = StreamBooks(self.client, self.pool, 1000, on_change=self.changed.set)
+        self.addCleanup(self.books.schedule.stop)
+        self.streams = self.books.track(["BTCUSDT", "ETHBTC"])
+
+    def sync(self, symbol: str) -> None:
+        """An event, then its snapshot: the book follows the stream."""
+        self.books.on_data(depth_stream(symbol), event(symbol, 9, 11))
+        wait_until(lambda: symbol in synced(self.books, 1), timeout=5)
+
+    def test_a_drop_unsyncs_only_that_connections_books_at_once(self):
+        self.sync("BTCUSDT")
+        self.sync("ETHBTC")
+        self.changed.clear()
+        self.books.on_disconnect([depth_stream("BTCUSDT")])
+        self.assertTrue(self.changed.is_set())  # the publisher republishes now
+        self.assertEqual(set(synced(self.books, 1)), {"ETHBTC"})
+        self.assertIsInstance(self.books.tops(["BTCUSDT"])["BTCUSDT"], NotSynced)
+        self.assertEqual(self.books.resyncs(), {"BTCUSDT": 1})
+
+    def test_a_snapshot_asked_for_a_lost_connection_is_dropped(self):
+        self.books.on_connect([depth_stream("BTCUSDT")])
+        self.assertIn("BTCUSDT", self.books.schedule.pending())
+        self.books.on_disconnect([depth_stream("BTCUSDT")])
+        self.assertEqual(self.books.schedule.pending(), {})  # the planned fetch is forgotten
+        self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 9, 11))
+        self.books._fetch_depth("BTCUSDT", 0)  # pylint: disable=protected-access
+        self.assertEqual(synced(self.books, 1), {})  # an answer of epoch 0 is not used
+        self.assertEqual(self.client.calls, [])
+
+    def test_one_snapshot_per_book_per_connect(self):
+        self.books.on_connect()
+        # Events that arrive before the planned snapshot do not ask for another.
+        self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 9, 11))
+        self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 12, 12))
+        wait_until(lambda: set(synced(self.books, 1)) == {"BTCUSDT", "ETHBTC"}, timeout=5)
+        self.assertEqual(sorted(self.client.calls), ["BTCUSDT", "ETHBTC"])
+
+
+class SnapshotScheduleTest(unittest.TestCase):
+    """Snapshots are paced within a weight budget per minute."""
+
+    def test_a_storm_waits_for_the_next_window(self):
+        now = [1000.0]
+        submitted: list[str] = []
+        two = threading.Event()
+
+        def submit(symbol: str) -> None:
+            submitted.append(symbol)
+            if len(submitted) == 2:
+                two.set()
+
+        schedule = SnapshotSchedule(submit, weight=50, weight_per_minute=100,
+                                    clock=lambda: now[0])
+        self.addCleanup(schedule.stop)
+        for symbol in ("A", "B", "C", "D"):
+            schedule.schedule(symbol)
+        self.assertTrue(two.wait(5))
+        # The other two are planned for the start of the next window, not sent.
+        wait_until(lambda: len(schedule.pending()) == 2
+                   and set(schedule.pending().values()) == {1060.0}, timeout=5)
+        self.assertEqual(len(submitted), 2)
+
+    def test_cancel_and_earliest_due_time(self):
+        schedule = SnapshotSchedule(lambda symbol: None, weight=5, clock=lambda: 0.0)
+        schedule.stop()  # nothing is submitted; only the plan is checked
+        self.assertEqual(schedule.pending(), {})
+        live = SnapshotSchedule(lambda symbol: None, weight=5, clock=lambda: -100.0)
+        self.addCleanup(live.stop)
+        live.schedule("A", 500.0)
+        live.schedule("A", 200.0)
+        live.schedule("B", 300.0)
+        self.assertEqual(live.pending(), {"A": 100.0, "B": 200.0})
+        live.cancel(["A"])
+        self.assertEqual(live.pending(), {"B": 200.0})
 
 
 def synced(books: StreamBooks, levels: int) -> dict:
