@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from binance_exporter.market.fills import Fill
+from binance_exporter.market.numbers import CONTEXT
 from binance_exporter.market.types import QUOTE_VOLUME
 from binance_exporter.model import Analytics, Answers
 
@@ -15,11 +16,13 @@ EIGHT_PLACES = Decimal("1e-8")
 MAX_LISTED = 20  # symbols a text report lists one by one
 
 
-def _plain(value: Decimal | None) -> str:
+def plain(value: Decimal | None) -> str:
     """A Decimal as plain text, at most 8 decimals and no trailing zeros."""
     if value is None:
         return "n/a"
-    text = format(value.quantize(EIGHT_PLACES), "f")
+    # In the market's 60-digit context: the default 28 digits cannot hold 8
+    # decimals of a notional in the billions of billions.
+    text = format(value.quantize(EIGHT_PLACES, context=CONTEXT), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
@@ -65,7 +68,7 @@ def fills_json_dict(analytics: Analytics) -> dict[str, Any]:
     for symbol, book in sorted(analytics.books.items()):
         sides: dict[str, Any] = {}
         for (side, notional), fill in sorted(book.fills.items()):
-            sides.setdefault(side, {})[_plain(notional)] = _fill_dict(fill)
+            sides.setdefault(side, {})[plain(notional)] = _fill_dict(fill)
         fills[symbol] = sides
     return fills
 
@@ -83,15 +86,15 @@ def fills_text(analytics: Analytics) -> str:
     lines = ["Simulated market orders (no order is sent), split by price level:"]
     for symbol, book in sorted(analytics.books.items()):
         for (side, notional), fill in sorted(book.fills.items()):
-            head = f"  {symbol:<14} {side:<4} {_plain(notional):>8}:"
+            head = f"  {symbol:<14} {side:<4} {plain(notional):>8}:"
             if fill.complete:
-                head += (f" average={_plain(fill.average_price)}"
-                         f" slippage={_plain(fill.slippage_ratio)} levels={fill.levels_used}")
+                head += (f" average={plain(fill.average_price)}"
+                         f" slippage={plain(fill.slippage_ratio)} levels={fill.levels_used}")
             else:
-                head += f" unfilled={_plain(fill.unfilled_notional)} (book too thin)"
+                head += f" unfilled={plain(fill.unfilled_notional)} (book too thin)"
             lines.append(head)
             lines.extend(
-                f"      {_plain(split.price)} x {_plain(split.qty)} = {_plain(split.notional)}"
+                f"      {plain(split.price)} x {plain(split.qty)} = {plain(split.notional)}"
                 for split in fill.splits[:MAX_LISTED]
             )
             if len(fill.splits) > MAX_LISTED:
@@ -105,8 +108,8 @@ def to_text(answers: Answers, volume_field: str, depth_levels: int) -> str:
     lines = [f"Top {len(answers.top_btc)} BTC-quoted symbols by 24h {volume_name}:"]
     for rank, t in enumerate(answers.top_btc, 1):
         lines.append(
-            f"  {rank}. {t.symbol:<14} quote_volume={_plain(t.quote_volume)} BTC"
-            f"  volume={_plain(t.volume)}"
+            f"  {rank}. {t.symbol:<14} quote_volume={plain(t.quote_volume)} BTC"
+            f"  volume={plain(t.volume)}"
         )
     lines.append(f"Top {len(answers.top_usdt)} USDT-quoted symbols by 24h number of trades:")
     for rank, t in enumerate(answers.top_usdt, 1):
@@ -115,10 +118,10 @@ def to_text(answers: Answers, volume_field: str, depth_levels: int) -> str:
     for t in answers.top_btc:
         side = answers.notional.get(t.symbol)
         bids, asks = (side.bids, side.asks) if side else (None, None)
-        lines.append(f"  {t.symbol:<14} bids={_plain(bids)}  asks={_plain(asks)}")
+        lines.append(f"  {t.symbol:<14} bids={plain(bids)}  asks={plain(asks)}")
     lines.append(f"Spread (best ask - best bid) of {len(answers.spread_symbols)} symbols:")
     for symbol in answers.spread_symbols[:MAX_LISTED]:
-        lines.append(f"  {symbol:<14} {_plain(answers.spreads.get(symbol))}")
+        lines.append(f"  {symbol:<14} {plain(answers.spreads.get(symbol))}")
     if len(answers.spread_symbols) > MAX_LISTED:
         lines.append(f"  ... and {len(answers.spread_symbols) - MAX_LISTED} more on /metrics")
     return "\n".join(lines)
@@ -134,11 +137,11 @@ def spreads_line(answers: Answers, when: float | None = None) -> str:
     symbols = answers.spread_symbols
     if len(symbols) > MAX_LISTED:
         moved = max(answers.deltas.items(), key=lambda item: (item[1], item[0]), default=None)
-        biggest = f"; largest delta {_plain(moved[1])} on {moved[0]}" if moved else ""
+        biggest = f"; largest delta {plain(moved[1])} on {moved[0]}" if moved else ""
         return f"{stamp} spreads of {len(answers.spreads)}/{len(symbols)} symbols{biggest}"
     parts = [
-        f"{symbol} spread={_plain(answers.spreads.get(symbol))}"
-        f" delta={_plain(answers.deltas.get(symbol))}"
+        f"{symbol} spread={plain(answers.spreads.get(symbol))}"
+        f" delta={plain(answers.deltas.get(symbol))}"
         for symbol in symbols
     ]
     return f"{stamp} " + "; ".join(parts)

@@ -37,6 +37,7 @@ from binance_exporter.metrics.exposition import build_exposition
 from binance_exporter.model import JOBS, SnapshotStore, StreamView
 from binance_exporter.sources.rest import RestSource
 from binance_exporter.sources.stream import StreamBooks
+from tests.support import wait_until
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 FIXTURES = (Path(__file__).resolve().parents[3] / "shared" / "fixtures"
@@ -142,7 +143,10 @@ class InlinePool:
     def submit(function: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run `function(*args)` now."""
         future: Future[Any] = Future()
-        future.set_result(function(*args))
+        try:
+            future.set_result(function(*args))
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            future.set_exception(exc)  # as a pool thread would keep it
         return future
 
 
@@ -195,14 +199,21 @@ class StreamPageTest(GoldenTestCase):
                 answers[line["depth"]].append(line["answer"])
         books = StreamBooks(RecordedDepth(answers), InlinePool(), 100)  # type: ignore[arg-type]
         symbols = sorted(answers)
-        books.track(symbols)
+        streams = books.track(symbols)
         received = [NOW]
-        supervisor = StreamSupervisor("ws://127.0.0.1:9", [], books.on_data,
+        supervisor = StreamSupervisor("ws://127.0.0.1:9", streams, books.on_data,
                                       wall_clock=lambda: received[0])
+        last_ids: dict[str, int] = {}
         for line in lines:
-            if "m" in line:
+            if "m" in line and '"result"' not in line["m"]:  # data, not the SUBSCRIBE reply
                 received[0] = line["t"]
                 supervisor.on_message(None, line["m"])
+                data = json.loads(line["m"]).get("data", {})
+                if "s" in data:
+                    last_ids[data["s"]] = data["u"]
+        # Each book's snapshot is fetched on the snapshot schedule's thread.
+        self.addCleanup(books.schedule.stop)
+        wait_until(lambda: books.update_ids() == last_ids, timeout=10)
         btc = [s for s in symbols if s.endswith("BTC")]
         usdt = [s for s in symbols if s.endswith("USDT")]
         ranking = Ranking(
