@@ -190,7 +190,8 @@ def ticker(symbol: str, trades: int) -> Ticker24h:
 class StreamPageTest(GoldenTestCase):
     """The page stream mode serves after the recorded frames, ranking given."""
 
-    def test_stream_page(self):
+    def replay(self) -> tuple[StreamBooks, StreamSupervisor]:
+        """The recording fed through the supervisor's callback into fresh local books."""
         lines = [json.loads(line) for line in
                  gzip.decompress((GOLDEN / "stream-recording.jsonl.gz").read_bytes()).splitlines()]
         answers: dict[str, deque[Any]] = defaultdict(deque)
@@ -198,11 +199,10 @@ class StreamPageTest(GoldenTestCase):
             if "depth" in line:
                 answers[line["depth"]].append(line["answer"])
         books = StreamBooks(RecordedDepth(answers), InlinePool(), 100)  # type: ignore[arg-type]
-        symbols = sorted(answers)
-        streams = books.track(symbols)
+        self.addCleanup(books.schedule.stop)
         received = [NOW]
-        supervisor = StreamSupervisor("ws://127.0.0.1:9", streams, books.on_data,
-                                      wall_clock=lambda: received[0])
+        supervisor = StreamSupervisor("ws://127.0.0.1:9", books.track(sorted(answers)),
+                                      books.on_data, wall_clock=lambda: received[0])
         last_ids: dict[str, int] = {}
         for line in lines:
             if "m" in line and '"result"' not in line["m"]:  # data, not the SUBSCRIBE reply
@@ -212,8 +212,12 @@ class StreamPageTest(GoldenTestCase):
                 if "s" in data:
                     last_ids[data["s"]] = data["u"]
         # Each book's snapshot is fetched on the snapshot schedule's thread.
-        self.addCleanup(books.schedule.stop)
         wait_until(lambda: books.update_ids() == last_ids, timeout=10)
+        return books, supervisor
+
+    def test_stream_page(self):
+        books, supervisor = self.replay()
+        symbols = sorted(books.update_ids())
         btc = [s for s in symbols if s.endswith("BTC")]
         usdt = [s for s in symbols if s.endswith("USDT")]
         ranking = Ranking(
