@@ -14,7 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 ROOT = Path(__file__).resolve().parents[1]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -147,3 +149,10 @@ def run_once(base_url: str, *args: str, timeout: float = 30.0) -> subprocess.Com
 def sample(samples: Samples, name: str, **labels: str) -> float | None:
     """One sample's value, or None when the series is absent."""
     return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def registry_with(collector: Collector) -> CollectorRegistry:
+    """A fresh registry holding only `collector`, for `get_sample_value` in collector tests."""
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry

@@ -9,6 +9,7 @@ from binance_exporter.market.fills import Fill
 from binance_exporter.market.trades import SideTotals
 from binance_exporter.metrics.analytics import AnalyticsCollector
 from binance_exporter.model import Analytics, BookAnalytics, Snapshot, TradeTotals
+from tests.support import registry_with
 
 COMPLETE = Fill(D(1000), D(1000), D("0.02"), D("50001"), D("0.00002"), 2, D(0), ())
 PARTIAL = Fill(D("1E+6"), D(500), D("0.01"), D("50010"), D("0.0002"), 9, D("999500"), ())
@@ -28,9 +29,7 @@ ANALYTICS = Analytics(
 
 def registry_of(snapshot: Snapshot) -> CollectorRegistry:
     """A registry holding only an AnalyticsCollector that reads `snapshot`."""
-    registry = CollectorRegistry()
-    registry.register(AnalyticsCollector(lambda: snapshot))
-    return registry
+    return registry_with(AnalyticsCollector(lambda: snapshot))
 
 
 class AnalyticsCollectorTest(unittest.TestCase):

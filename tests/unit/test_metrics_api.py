@@ -6,13 +6,12 @@ from prometheus_client import CollectorRegistry
 
 from binance_exporter.binance.rest import ApiStats
 from binance_exporter.metrics.api import ApiCollector
+from tests.support import registry_with
 
 
 def registry_of(stats: ApiStats) -> CollectorRegistry:
     """A registry holding only an ApiCollector that reads `stats`."""
-    registry = CollectorRegistry()
-    registry.register(ApiCollector(lambda: stats))
-    return registry
+    return registry_with(ApiCollector(lambda: stats))
 
 
 class ApiCollectorTest(unittest.TestCase):

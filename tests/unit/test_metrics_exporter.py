@@ -7,13 +7,12 @@ from prometheus_client import CollectorRegistry
 from binance_exporter import __version__
 from binance_exporter.metrics.exporter import ExporterCollector
 from binance_exporter.model import JobState, Snapshot
+from tests.support import registry_with
 
 
 def registry_of(snapshot: Snapshot) -> CollectorRegistry:
     """A registry holding only an ExporterCollector that reads `snapshot`."""
-    registry = CollectorRegistry()
-    registry.register(ExporterCollector(lambda: snapshot))
-    return registry
+    return registry_with(ExporterCollector(lambda: snapshot))
 
 
 class ExporterCollectorTest(unittest.TestCase):

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from binance_exporter.market.types import SymbolInfo, Ticker24h
 from binance_exporter.metrics.market import MarketCollector
 from binance_exporter.model import Answers, SideNotional, Snapshot
+from tests.support import registry_with
 
 ANSWERS = Answers(
     symbols={
@@ -29,9 +30,7 @@ ANSWERS = Answers(
 
 def registry_of(snapshot: Snapshot) -> CollectorRegistry:
     """A registry holding only a MarketCollector that reads `snapshot`."""
-    registry = CollectorRegistry()
-    registry.register(MarketCollector(lambda: snapshot))
-    return registry
+    return registry_with(MarketCollector(lambda: snapshot))
 
 
 class MarketCollectorTest(unittest.TestCase):

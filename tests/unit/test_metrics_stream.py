@@ -6,13 +6,12 @@ from prometheus_client import CollectorRegistry
 
 from binance_exporter.metrics.stream import StreamCollector
 from binance_exporter.model import StreamView
+from tests.support import registry_with
 
 
 def registry_of(view: StreamView) -> CollectorRegistry:
     """A registry holding only a StreamCollector that reads `view`."""
-    registry = CollectorRegistry()
-    registry.register(StreamCollector(lambda: view))
-    return registry
+    return registry_with(StreamCollector(lambda: view))
 
 
 VIEW = StreamView(
