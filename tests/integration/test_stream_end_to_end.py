@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import unittest
 from decimal import Decimal
+from pathlib import Path
+
 from fake_binance.market import Market
 from fake_binance.server import FakeBinance
 from fake_binance.streams import FakeStreams
@@ -29,7 +32,9 @@ class StreamModeTest(unittest.TestCase):
     def expected_spreads(self) -> dict[str, float]:
         """Spreads of the ranked USDT symbols, from the market's own books."""
         samples = self.exporter.scrape()
-        symbols = [labels[0][1] for (name, labels) in samples if name == "binance_spread"]
+        # The ranked USDT symbols: their spreads may be out of service just now.
+        symbols = [dict(labels)["symbol"] for (name, labels) in samples
+                   if name == "binance_top_symbol_rank" and dict(labels)["ranking"] == "trades"]
         self.assertEqual(len(symbols), 5)
         spreads = {}
         for symbol in symbols:
@@ -88,6 +93,39 @@ class StreamModeTest(unittest.TestCase):
         self.market.step()
         samples = self.follows(timeout=10)
         self.assertEqual(sample(samples, "binance_stream_connected"), 1)
+
+    def test_a_drop_takes_the_spreads_out_of_service_at_once(self):
+        self.follows()
+        self.streams.drop_connections()
+
+        def down():
+            now = self.exporter.scrape()
+            return now if sample(now, "binance_up") == 0 else None
+
+        # Well before the 30 s silence watchdog: the lost connection is noticed.
+        samples = wait_until(down, timeout=5)
+        self.assertEqual(sample(samples, "binance_refresh_success", job="spreads"), 0)
+        self.market.step()
+        self.follows(timeout=10)
+
+    def test_a_reconnect_storm_backs_off_and_leaks_nothing(self):
+        self.follows()
+        threads = len(list(Path(f"/proc/{self.exporter.process.pid}/task").iterdir()))
+        storm_end = time.monotonic() + 8
+        while time.monotonic() < storm_end:  # accept, then close at once, for 8 s
+            self.streams.close_connections()
+            time.sleep(0.1)
+        accepted = self.streams.connections_accepted
+        samples = self.exporter.scrape()
+        self.assertEqual(sample(samples, "binance_up"), 0)
+        self.assertEqual(sample(samples, "binance_stream_connected"), 0)
+        # Back-off: 1, 2, 4 s... between attempts, not one attempt a second.
+        self.assertLessEqual(sample(samples, "binance_stream_reconnects_total"), 5)
+        self.market.step()
+        self.follows(timeout=40)
+        self.assertLessEqual(self.streams.connections_accepted - accepted, 2)
+        now = len(list(Path(f"/proc/{self.exporter.process.pid}/task").iterdir()))
+        self.assertLessEqual(now, threads + 2, "threads leak across reconnects")
 
     def test_gap_in_update_ids_resyncs_the_book(self):
         self.follows()
