@@ -18,6 +18,8 @@ import json
 import socket
 import socketserver
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,10 +34,12 @@ class _Gone(Exception):
 class Connection:
     """One accepted connection, with writes that give up when the server stops."""
 
-    def __init__(self, sock: socket.socket, stopping: threading.Event, log: Log) -> None:
+    def __init__(self, sock: socket.socket, stopping: threading.Event, log: Log,
+                 request: str = "") -> None:
         self.sock = sock
         self.stopping = stopping
         self.log = log
+        self.request = request  # the request line, e.g. "GET /api/v3/depth?... HTTP/1.1"
 
     def send(self, data: bytes) -> None:
         """Write `data`, or raise `_Gone` when the client has left or the server stops."""
@@ -85,6 +89,22 @@ def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) 
 
     def behave(conn: Connection) -> None:
         conn.send(data)
+
+    return behave
+
+
+def relay(base_url: str) -> Behaviour:
+    """Pass each GET on to `base_url` (the fake Binance) and its answer back: no fault."""
+
+    def behave(conn: Connection) -> None:
+        target = base_url + conn.request.split(" ")[1]
+        try:
+            with urllib.request.urlopen(target, timeout=10) as response:
+                status, body, weight = response.status, response.read(), \
+                    response.headers.get("X-MBX-USED-WEIGHT-1M", "0")
+        except urllib.error.HTTPError as exc:
+            status, body, weight = exc.code, exc.read(), "0"
+        conn.send(whole_answer(body, status, {"X-MBX-USED-WEIGHT-1M": weight}))
 
     return behave
 
@@ -230,9 +250,10 @@ class _Handler(socketserver.BaseRequestHandler):
                 data += more
         except OSError:
             return
-        owner.log.add(data.split(b"\r\n", 1)[0].decode("latin-1"))
+        request = data.split(b"\r\n", 1)[0].decode("latin-1")
+        owner.log.add(request)
         try:
-            owner.behaviour(Connection(sock, owner.stopping, owner.log))
+            owner.behaviour(Connection(sock, owner.stopping, owner.log, request))
         except _Gone:
             pass
         finally:
