@@ -22,9 +22,9 @@ from bench.probes import percentile
 from bench.report import Row
 from tests.support import ROOT
 
-from binance_exporter.jobs.quotes import Settings, rankings_weight
+from binance_exporter.config import RankingConfig, rankings_weight
 
-RANKINGS_FLOOR_WEIGHT = rankings_weight(Settings())  # 20 + 80 + 5 x 25 + 4 = 229
+RANKINGS_FLOOR_WEIGHT = rankings_weight(RankingConfig())  # 20 + 80 + 5 x 25 + 4 = 229
 SPREAD_FLOOR_WEIGHT = 4  # one bookTicker request, whatever the number of symbols
 SCRAPE_GOAL_MS = 10.0
 MEMORY_GOAL_MB = 80.0
@@ -158,13 +158,15 @@ def _memory_rows(memory: dict[str, scenarios.MemoryRun], imports: scenarios.Impo
     ]
 
 
-def _markdown(rows: list[Row], machine: str, command: str, args: argparse.Namespace) -> str:
+def _markdown(rows: list[Row], policy: str, machine: str, command: str,
+              args: argparse.Namespace) -> str:
     missed = report.missed(rows)
     return DOC.format(
         date=machine.rsplit(", ", 1)[-1],
         command=command,
         machine=machine,
         table=report.markdown_table(rows),
+        policy=policy,
         missed="\n".join(f"- {row.figure}: {row.cells()[1]} against {row.goal}"
                          for row in missed) or "- none",
         minutes=f"{args.minutes:g}",
@@ -173,8 +175,54 @@ def _markdown(rows: list[Row], machine: str, command: str, args: argparse.Namesp
     )
 
 
-def _stream_rows() -> list[Row]:
-    """Issue 5's stream case, in its own process (it sets the GIL switch interval)."""
+def _ranged(figures: dict[str, float], key: str, decimals: int) -> str:
+    """Median and range over the rounds, e.g. `60 (59–61)`."""
+    low, mid, high = (f"{figures[f'{key}_{stat}']:,.{decimals}f}" for stat in ("min", "median",
+                                                                              "max"))
+    return f"{mid} ({low}–{high})"
+
+
+def policy_table(figures: dict[str, float]) -> str:
+    """Markdown: the old eager render policy beside the lazy exposition, same load, same run."""
+    rows = [("page renders per minute", "renders_per_minute", 0, True),
+            ("exporter CPU seconds per second", "cpu_per_second", 3, True),
+            ("publishes per minute", "publishes_per_minute", 0, False),
+            ("scrapes per minute", "scrapes_per_minute", 0, False)]
+    lines = [f"| stream, 50 books moving ({figures['policy_rate']:.0f} events/s), a gzip "
+             f"scrape every {figures['policy_scrape_interval']:g} s; median (range) of "
+             f"{figures['rounds']:.0f} rounds of {figures['policy_seconds']:g} s "
+             "| before: render + gzip on every publish (old eager policy) "
+             "| after: lazy `Exposition` (renders when scraped) | before/after |",
+             "|---|---:|---:|---:|"]
+    for label, key, decimals, ratio in rows:
+        lines.append(f"| {label} | {_ranged(figures, 'eager_' + key, decimals)} | "
+                     f"{_ranged(figures, 'lazy_' + key, decimals)} | "
+                     + (f"{figures[key + '_ratio']:.2f}× |" if ratio else "— |"))
+    return "\n".join(lines)
+
+
+def _policy_rows(figures: dict[str, float]) -> list[Row]:
+    """The render policies in the main table: ours is the lazy page, naive the old eager one."""
+    load = (f"50 books moving ({figures['policy_rate']:.0f} events/s), a scrape every "
+            f"{figures['policy_scrape_interval']:g} s")
+    scrapes = figures["lazy_scrapes_per_minute_median"]
+    return [
+        Row(f"stream: page renders per minute, {load} (naive: old render on every publish)",
+            figures["lazy_renders_per_minute_median"], "/min",
+            naive=figures["eager_renders_per_minute_median"],
+            goal=f"<= scrapes ({scrapes:.0f}/min)",
+            met=figures["lazy_renders_beyond_scrapes_max"] <= 1, decimals=0),
+        Row(f"stream: exporter CPU seconds per second, {load} (naive: the same)",
+            figures["lazy_cpu_per_second_median"], "s/s",
+            naive=figures["eager_cpu_per_second_median"], decimals=3),
+    ]
+
+
+def _stream_rows() -> tuple[list[Row], str]:
+    """Issue 5's stream case, in its own process (it sets the GIL switch interval).
+
+    Returns the rows and the render-policy table (before/after, with ranges).
+    """
     _say("stream: 3 rounds of 200,000 diff events over 50 symbols ...")
     code = ("import json, sys; sys.setswitchinterval(0.001); "
             "from bench import stream_case; print(json.dumps(stream_case.run()))")
@@ -186,6 +234,8 @@ def _stream_rows() -> list[Row]:
          f"{figures['feed_events_per_second']:,.0f}/s, naive feed "
          f"{figures['naive_feed_events_per_second']:,.0f}/s; full/feed "
          f"{figures['full_to_feed']:.2f} (the publisher's and scraper's share)")
+    policy = policy_table(figures)
+    _say(policy)
     return [
         Row("stream: diff events/s on one core (50 symbols: parse, apply, publish; median of "
             f"{figures['rounds']:.0f})", figures["events_per_second"], "/s", goal=">= 50,000",
@@ -195,10 +245,11 @@ def _stream_rows() -> list[Row]:
             naive=figures["naive_feed_events_per_second"], decimals=0),
         Row("stream: one read of the top 200 levels of all 50 books (once per publish)",
             figures["read_ms"], "ms", naive=figures["naive_read_ms"], decimals=2),
-        Row(f"stream: /metrics p99 during that load ({figures['scrapes']:.0f} scrapes)",
+        Row(f"stream: /metrics p99 during that load ({figures['scrapes']:.0f} scrapes, "
+            f"{figures['publishes']:.0f} publishes, {figures['renders']:.0f} page renders)",
             figures["scrape_p99_ms"], "ms", goal="< 20 ms",
             met=figures["scrape_p99_ms"] < 20, decimals=2),
-    ] + _follow_rows()
+    ] + _policy_rows(figures) + _follow_rows(), policy
 
 
 def _follow_rows() -> list[Row]:
@@ -228,17 +279,20 @@ def main(argv: list[str] | None = None) -> int:
                                       args.minutes * 60, MEMORY_INTERVALS, _say)
     rows += _spread_rows(ours, memory, symbols)
     rows += _memory_rows(memory, imports, args.minutes, symbols)
-    rows += _stream_rows()
+    stream_rows, policy = _stream_rows()
+    rows += stream_rows
     machine = report.machine()
     command = "python -m bench" + "".join(f" {shlex.quote(a)}"
                                                    for a in (argv or sys.argv[1:]))
     print(report.text_table(rows))
+    print("\n" + policy)
     print(f"\nmachine: {machine}; took {time.monotonic() - started:.0f} s; `{command}`")
     for row in report.missed(rows):
         print(f"MISSED: {row.figure}: {row.cells()[1]} against {row.goal}")
     if not args.no_write:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(_markdown(rows, machine, command, args), encoding="utf-8")
+        args.output.write_text(_markdown(rows, policy, machine, command, args),
+                               encoding="utf-8")
         print(f"wrote {args.output}")
     return 0
 
@@ -271,6 +325,18 @@ Machine: {machine}
 Goals missed in this run:
 
 {missed}
+
+### Render policy in stream mode: before and after the lazy exposition
+
+The same stream case (`stream_case.py`) in the same run, once with the old
+policy (the whole page rendered and gzipped after every publish, as the
+pre-redesign exposition did from its store subscriber; reproduced by
+`stream_case.eager_render_on_publish`) and once with the exporter's lazy
+`Exposition` (the snapshot part rendered at most once per published snapshot
+and format, and only when a scrape asks). The two alternate within each
+round; the ratio is the median of the per-round ratios.
+
+{policy}
 
 ## What each figure is
 
@@ -311,14 +377,26 @@ Goals missed in this run:
   messages over 50 symbols (1000-level books, 10 changed levels per message,
   a quarter of them deletions), fed as text to the callback the websocket
   reader calls, through the exporter's own decoding, books, and `Republisher`
-  (spreads, notionals, VWAP and the page, at most every 100 ms). A scraper in
-  its own process fetches /metrics (gzip) every 50 ms; only scrapes that
-  start during the feed count. Three rounds, median shown: this machine's
+  (`QuotesJob.refresh_books` over a `StreamSource`: spreads, notionals and
+  VWAP, at most every 100 ms). A scraper in its own process fetches /metrics
+  (gzip) every 50 ms; only scrapes that start during the feed count. The page
+  is rendered by the scrapes, at most once per published snapshot: the p99
+  row counts the publishes and page renders of all rounds. Three rounds, median shown: this machine's
   speed drifts by up to 2x within minutes, so each round's range is printed
   too. The feed-alone row (no publisher, no scraper) and the read row (top
   200 levels of every book, which each publish does once) each run the naive
   feed (`naive_stream.py`: `json`, a Decimal per level in Python, a dict per
   side, sorting at read time) right after ours, on the same messages.
+- **Render policy** (`stream_case.py`, same process and rig): the feed paced
+  at 500 events/s over the 50 symbols (each book moving about ten times a
+  second, as depth@100ms streams do), the `Republisher` publishing, a gzip
+  scrape every 1 s from its own process, 20 s per policy per round. "Page
+  renders" are `Exposition.renders` (renders of the snapshot-derived part;
+  under the old policy each publish makes one, whether or not anyone
+  scrapes). "Exporter CPU" is the benchmark process's CPU time
+  (`time.process_time()`: the reader, publisher and HTTP threads) over the
+  wall time of the feed. The goal row allows one render beyond the scrapes
+  per round, for a scrape begun just before the window.
 - **Stream follow** (`stream_follow.py`): the exporter process in stream mode
   on the fake; after each market step's diffs are on the wire, /metrics is
   polled every 10 ms until every served spread equals the market's. The fake

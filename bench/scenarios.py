@@ -12,19 +12,20 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
-
-from prometheus_client import CollectorRegistry
 
 from bench import request_log
 from bench.probes import Child, cpu_seconds, get, median, rss_mb
 from binance_exporter.binance.rest import BinanceClient
-from binance_exporter.jobs.quotes import SPREADS_ALL, Refresher, Settings
-from binance_exporter.metrics.collector import SnapshotCollector
-from binance_exporter.metrics.exposition import Exposition
+from binance_exporter.config import SPREADS_ALL, RankingConfig
+from binance_exporter.jobs.pool import DaemonPool
+from binance_exporter.jobs.quotes import QuotesJob
+from binance_exporter.jobs.rankings import RankingsJob
+from binance_exporter.metrics.exposition import build_exposition
 from binance_exporter.model import SnapshotStore
+from binance_exporter.sources.rest import RestSource
 from fake_binance import FakeBinance, Market
 from tests.support import ROOT, parse_samples
 
@@ -263,25 +264,34 @@ def measure_static_floor(page: bytes, count: int, max_seconds: float) -> ScrapeR
 def measure_render(extra_symbols: int, runs: int = 5) -> float:
     """Median seconds of one render + gzip of the exporter's page, tracking every symbol.
 
-    The exporter's own code (Refresher, SnapshotCollector, Exposition) in this
-    process, against a fake: what each scrape would cost if it re-rendered.
+    The exporter's own code (RankingsJob and QuotesJob over a RestSource, as
+    `app.App` composes them, and `build_exposition`) in this process, against
+    a fake: what each scrape would cost if it re-rendered. The exposition
+    renders once per published snapshot, so each run publishes a copy of the
+    snapshot first (same content, a new object) and times the gzip scrape
+    that renders it.
     """
     fake = start_fake(OURS, extra_symbols)
-    refresher = Refresher(BinanceClient(fake.url, timeout=30), SnapshotStore(),
-                          Settings(spread_symbols=SPREADS_ALL))
+    client = BinanceClient(fake.url, timeout=30)
+    pool = DaemonPool(8)
+    store = SnapshotStore()
+    config = RankingConfig(spread_symbols=SPREADS_ALL)
     try:
-        refresher.refresh_rankings()
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(SnapshotCollector(refresher.store.current, refresher.client.stats))
-        exposition = Exposition(registry)
+        ranking = RankingsJob(client, pool, store, config).run()
+        if ranking is None:
+            raise RuntimeError(f"the rankings run failed: {store.current().jobs}")
+        QuotesJob(RestSource(client, pool, all_symbols=True), pool, store, config) \
+            .with_ranking(ranking)
+        exposition = build_exposition(store.current, client.stats)
         times = []
         for _ in range(runs):
+            store.publish(replace(store.current()))
             started = time.perf_counter()
-            exposition.update()
+            exposition.render("", "gzip", "")
             times.append(time.perf_counter() - started)
         return median(times)
     finally:
-        refresher.close()
+        pool.shutdown()
         fake.stop()
 
 

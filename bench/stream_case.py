@@ -3,16 +3,23 @@
 The exporter's own code path, in one process as in production: each event is
 JSON text, parsed, applied to its local book (`StreamBooks.on_data`), and the
 publisher republishes the books (`Republisher` running
-`StreamRefresher.refresh_books`, which also re-renders /metrics) at most every
-100 ms, exactly as in the exporter. A scraper in its own process, as Prometheus
-would be, fetches /metrics (gzip) every 50 ms all the while. 50 symbols, 1000
-levels a side, 10 changed levels per event (5 bids, 5 asks; a quarter of them
-deletions).
+`QuotesJob.refresh_books` over a `StreamSource`) at most every 100 ms, exactly
+as in the exporter. A scraper in its own process, as Prometheus would be,
+fetches /metrics (gzip) every 50 ms all the while; the page is rendered
+lazily, by the scrapes (`metrics.exposition`). 50 symbols, 1000 levels a side,
+10 changed levels per event (5 bids, 5 asks; a quarter of them deletions).
 
 Each of 3 rounds also times the feed alone (no publisher, no scraper), and
 `naive_stream.NaiveBooks` on the same messages right after it, then one read
 of the top levels of every book in each: those ratios hold while the
 machine's speed drifts, which the absolute figures do not.
+
+Then the render policies side by side, each round: the feed paced at 500
+events/s (all 50 books moving, as depth@100ms streams do), a scrape every
+1 s, 20 s each, once with the old eager policy (`eager_render_on_publish`:
+render + gzip on every publish) and once with the exporter's lazy exposition.
+Page renders per minute and this process's CPU seconds per second are what
+they are compared on.
 """
 
 from __future__ import annotations
@@ -27,20 +34,19 @@ import sys
 import threading
 import time
 from decimal import Decimal
-
-from prometheus_client import CollectorRegistry
+from typing import Callable
 
 from binance_exporter.binance.rest import ApiStats
-from binance_exporter.metrics.collector import SnapshotCollector
-from binance_exporter.metrics.exposition import Exposition
-from binance_exporter.metrics.http import ExporterServer
-from binance_exporter.market.types import SymbolInfo, Ticker24h
-from binance_exporter.jobs.quotes import Settings
-from binance_exporter.model import Answers, Snapshot, SnapshotStore
-from binance_exporter.jobs.republisher import Republisher, StreamRefresher
-from binance_exporter.sources.stream import StreamBooks, depth_stream
 from binance_exporter.binance.websocket import StreamSupervisor
+from binance_exporter.config import RankingConfig
 from binance_exporter.jobs.pool import DaemonPool
+from binance_exporter.jobs.quotes import QuotesJob
+from binance_exporter.jobs.republisher import Republisher
+from binance_exporter.market.types import SymbolInfo, Ticker24h
+from binance_exporter.metrics.exposition import Exposition, build_exposition
+from binance_exporter.metrics.http import ExporterServer
+from binance_exporter.model import Answers, Snapshot, SnapshotStore
+from binance_exporter.sources.stream import StreamSource, depth_stream
 
 from .naive_stream import NaiveBooks
 from .probes import percentile
@@ -50,6 +56,14 @@ LEVELS = 1000
 TICK = Decimal("0.01")
 SCRAPE_INTERVAL = 0.05  # seconds between scrapes
 READS = 20  # reads of every book's top levels, timed per round
+# The render-policy comparison: Binance sends each book's diffs every 100 ms,
+# so 50 books that all move make 500 events a second.
+POLICY_RATE = 500  # events per second, paced
+POLICY_SECONDS = 20.0  # per policy per round
+POLICY_SCRAPE_INTERVAL = 1.0  # seconds between scrapes (Prometheus's default is 15-60 s)
+# What bench.scrape_client sends: no Accept header (the text format), gzip.
+SCRAPER_ACCEPT = ""
+SCRAPER_ENCODING = "gzip"
 
 
 def _snapshot_payload(mid: int) -> dict:
@@ -92,43 +106,100 @@ def _events(client: _SnapshotClient, count: int, rng: random.Random) -> list[str
     return messages
 
 
-class _Rig:
-    """Synced books for SYMBOLS symbols, a refresher over them, and a /metrics server."""
+class _Rig:  # pylint: disable=too-many-instance-attributes
+    """Synced books for SYMBOLS symbols, the quotes job over them, and a /metrics server.
+
+    Composed as `app.App` composes stream mode: a `StreamSource` (its
+    connections never opened: the benchmark calls the reader's callback
+    itself) whose changes wake the `Republisher`, a `QuotesJob` publishing
+    `refresh_books`, and the exposition `build_exposition` makes.
+    """
 
     def __init__(self) -> None:
         self.client = _SnapshotClient()
         self.pool = DaemonPool(2)
         self.republisher = Republisher()
-        self.books = StreamBooks(self.client, self.pool, LEVELS,
-                                 on_change=self.republisher.changed)
-        store = SnapshotStore()
-        self.refresher = StreamRefresher(self.client, store, Settings(), self.books,
-                                         on_track=self.books.track)
+        self.source = StreamSource(self.client, "ws://unused", LEVELS,  # type: ignore[arg-type]
+                                   on_change=self.republisher.changed)
+        self.books = self.source.local
+        self.store = SnapshotStore()
+        self.quotes = QuotesJob(self.source, self.pool, self.store, RankingConfig())
         names = list(self.client.mids)
         self.books.track(names)
         self.books.on_connect()  # every book fetches its snapshot
         deadline = time.monotonic() + 10
-        while len(self.books.synced_books(1)) < SYMBOLS and time.monotonic() < deadline:
+        while self.synced_books() < SYMBOLS and time.monotonic() < deadline:
             time.sleep(0.05)
         tickers = tuple(Ticker24h(s, Decimal(1), Decimal(1), 1) for s in names[:5])
-        store.publish(Snapshot(answers=Answers(
+        self.store.publish(Snapshot(answers=Answers(
             symbols={s: SymbolInfo(s, s[:3], "USDT", "TRADING") for s in names},
             top_btc=tickers, top_usdt=tickers, notional={}, spread_symbols=tuple(names),
             spreads={}, spread_ratios={}, deltas={})))
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(SnapshotCollector(store.current, self.client.stats))
-        exposition = Exposition(registry)
-        store.subscribe(exposition.update)
-        self.server = ExporterServer(("127.0.0.1", 0), exposition, lambda: True, "bench")
+        self.exposition = build_exposition(self.store.current, self.client.stats,
+                                           self.source.view)
+        self.server = ExporterServer(("127.0.0.1", 0), self.exposition, lambda: True, "bench")
         self.server.serve_in_thread()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/metrics"
+
+    def synced_books(self) -> int:
+        """How many books follow the stream."""
+        return sum(not isinstance(book, Exception)
+                   for book in self.books.books(list(self.client.mids), 1).values())
+
+    def on_message(self) -> Callable[[object, str], None]:
+        """The callback the connector's reader thread calls with each text frame."""
+        streams = [depth_stream(s) for s in self.client.mids]  # the rest is ignored
+        return StreamSupervisor("ws://unused", streams, self.books.on_data).on_message
 
     def close(self) -> None:
         """Stop the server and the workers."""
         self.server.shutdown()
         self.server.server_close()
         self.pool.shutdown()
-        self.refresher.close()
+        self.source.close()
+
+
+def eager_render_on_publish(publish: Callable[[], Snapshot],
+                            exposition: Exposition) -> Callable[[], Snapshot]:
+    """THE OLD EAGER POLICY, for comparison only: render + gzip the page after every publish.
+
+    Before the redesign the exposition was a store subscriber that rendered
+    the whole page and gzipped it on every publish, whether or not anyone
+    scraped. Wrapping the publish with a render in the scraper's format and
+    encoding does the same work at the same moment; the scrapes then find
+    that rendering cached, as they found the old pre-rendered page.
+    """
+
+    def publish_and_render() -> Snapshot:
+        snapshot = publish()
+        exposition.render(SCRAPER_ACCEPT, SCRAPER_ENCODING, "")
+        return snapshot
+
+    return publish_and_render
+
+
+def _start_scraper(url: str, interval: float) -> subprocess.Popen:
+    """`bench.scrape_client` in its own process, gzip, one scrape per `interval` s."""
+    return subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-m", "bench.scrape_client", url, "--gzip",
+         "--count", "1000000", "--max-seconds", "600", "--interval", str(interval)],
+        stdout=subprocess.PIPE, text=True)
+
+
+def _stop_scraper(scraper: subprocess.Popen, started: float, ended: float) -> list[float]:
+    """Stop it; the latencies (ms) of the scrapes that began between the two Unix times."""
+    scraper.send_signal(signal.SIGINT)
+    scraped = json.loads(scraper.communicate(timeout=30)[0])
+    return [latency for latency, begun in zip(scraped["latencies_ms"], scraped["started_unix"])
+            if started <= begun <= ended]
+
+
+def _counting(publish: Callable[[], Snapshot], count: list[int]) -> Callable[[], Snapshot]:
+    def counted() -> Snapshot:
+        count[0] += 1
+        return publish()
+
+    return counted
 
 
 def _loaded(rig: _Rig, events: int, seed: int) -> list[str]:
@@ -149,43 +220,91 @@ def _full(events: int, seed: int) -> dict:
     messages = _loaded(rig, events, seed)
     stop = threading.Event()
     publishes = [0]
-    refresh_books = rig.refresher.refresh_books
-
-    def counted() -> Snapshot:
-        publishes[0] += 1
-        return refresh_books()
-
-    rig.refresher.refresh_books = counted  # type: ignore[method-assign]
-    thread = threading.Thread(target=rig.republisher.run, args=(rig.refresher, stop),
+    thread = threading.Thread(target=rig.republisher.run,
+                              args=(_counting(rig.quotes.refresh_books, publishes), stop),
                               daemon=True)
     thread.start()
-    scraper = subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, "-m", "bench.scrape_client", rig.url, "--gzip",
-         "--count", "1000000", "--max-seconds", "600", "--interval", str(SCRAPE_INTERVAL)],
-        stdout=subprocess.PIPE, text=True)
+    scraper = _start_scraper(rig.url, SCRAPE_INTERVAL)
     time.sleep(1.0)  # let it start; only scrapes that begin under load are kept
-    # The connector's reader thread calls this with each text frame.
-    on_message = StreamSupervisor("ws://unused", [], rig.books.on_data).on_message
+    on_message = rig.on_message()
+    renders = rig.exposition.renders
     wall_started, started = time.time(), time.perf_counter()
     for text in messages:
         on_message(None, text)
     elapsed = time.perf_counter() - started
     wall_ended = time.time()
-    scraper.send_signal(signal.SIGINT)
-    scraped = json.loads(scraper.communicate(timeout=30)[0])
+    renders = rig.exposition.renders - renders
+    latencies = _stop_scraper(scraper, wall_started, wall_ended)
     stop.set()
     thread.join(5)
     rig.close()
     gc.unfreeze()
     return {
         "events_per_second": events / elapsed,
-        "latencies": [latency for latency, begun in
-                      zip(scraped["latencies_ms"], scraped["started_unix"])
-                      if wall_started <= begun <= wall_ended],
+        "latencies": latencies,
         "publishes": publishes[0],
-        "synced_books": len(rig.books.synced_books(1)),
+        "renders": renders,
+        "synced_books": rig.synced_books(),
         "resyncs": sum(rig.books.resyncs().values()),
     }
+
+
+def _paced_feed(on_message: Callable[[object, str], None], messages: list[str],
+                rate: float) -> None:
+    """Feed the messages at `rate` a second, as a market of that many events would."""
+    started = time.perf_counter()
+    for index, text in enumerate(messages):
+        delay = started + index / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        on_message(None, text)
+
+
+def _policy(eager: bool, seconds: float, scrape_interval: float, seed: int) -> dict[str, float]:
+    """One render policy under a paced feed: renders, CPU, publishes and scrapes per minute.
+
+    `eager`: the old policy (`eager_render_on_publish`); else the exporter's
+    own lazy `Exposition`. The feed runs at POLICY_RATE events/s for
+    `seconds`, every 50 books moving; the exporter's CPU is this process's
+    (every exporter thread: reader, publisher, HTTP server; the scraper is
+    another process).
+    """
+    rig = _Rig()
+    messages = _loaded(rig, round(POLICY_RATE * seconds), seed)
+    stop = threading.Event()
+    publishes = [0]
+    publish = _counting(eager_render_on_publish(rig.quotes.refresh_books, rig.exposition)
+                        if eager else rig.quotes.refresh_books, publishes)
+    thread = threading.Thread(target=rig.republisher.run, args=(publish, stop), daemon=True)
+    thread.start()
+    try:
+        return _paced_run(rig, messages, publishes, scrape_interval)
+    finally:
+        stop.set()
+        thread.join(5)
+        rig.close()
+        gc.unfreeze()
+
+
+def _paced_run(rig: _Rig, messages: list[str], publishes: list[int],
+               scrape_interval: float) -> dict[str, float]:
+    """Scrape every `scrape_interval` s while the paced feed runs; the rates per minute."""
+    scraper = _start_scraper(rig.url, scrape_interval)
+    time.sleep(1.0)  # let it start; only scrapes that begin during the feed count
+
+    def now() -> tuple[float, ...]:
+        return (rig.exposition.renders, publishes[0], time.time(), time.perf_counter(),
+                time.process_time())
+
+    before = now()
+    _paced_feed(rig.on_message(), messages, POLICY_RATE)
+    after = now()
+    scrapes = len(_stop_scraper(scraper, before[2], after[2]))
+    renders, published, elapsed, cpu = (after[i] - before[i] for i in (0, 1, 3, 4))
+    return {"renders_per_minute": renders * 60.0 / elapsed, "cpu_per_second": cpu / elapsed,
+            "publishes_per_minute": published * 60.0 / elapsed,
+            "scrapes_per_minute": scrapes * 60.0 / elapsed,
+            "renders": renders, "scrapes": scrapes}
 
 
 def _feed_only(events: int, seed: int) -> dict[str, float]:
@@ -197,7 +316,7 @@ def _feed_only(events: int, seed: int) -> dict[str, float]:
     rig = _Rig()
     messages = _loaded(rig, events, seed)
     naive = NaiveBooks({s: rig.client.depth(s, LEVELS) for s in rig.client.mids})
-    on_message = StreamSupervisor("ws://unused", [], rig.books.on_data).on_message
+    on_message = rig.on_message()
     figures = {}
     for side, feed in (("ours", lambda text: on_message(None, text)),
                        ("naive", naive.on_message)):
@@ -205,8 +324,8 @@ def _feed_only(events: int, seed: int) -> dict[str, float]:
         for text in messages:
             feed(text)
         figures[side] = events / (time.perf_counter() - started)
-    depth = Settings().depth_levels
-    for side, read in (("ours_read", lambda: rig.books.synced_books(depth)),
+    depth, names = RankingConfig().depth_levels, list(rig.client.mids)
+    for side, read in (("ours_read", lambda: rig.books.books(names, depth)),
                        ("naive_read", lambda: naive.top(depth))):
         started = time.perf_counter()
         for _ in range(READS):
@@ -216,6 +335,39 @@ def _feed_only(events: int, seed: int) -> dict[str, float]:
     gc.unfreeze()
     if naive.gaps:
         raise RuntimeError(f"the naive feed saw {naive.gaps} gaps: the input is broken")
+    return figures
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _policies(rounds: int, seed: int) -> dict[str, float]:
+    """Before (eager render per publish) and after (lazy) side by side, `rounds` times.
+
+    The two alternate which goes first, so a drift of the machine's speed
+    hits both alike; the ratios are taken within each round.
+    """
+    runs: dict[str, list[dict[str, float]]] = {"eager": [], "lazy": []}
+    for index in range(rounds):
+        order = ("eager", "lazy") if index % 2 == 0 else ("lazy", "eager")
+        for name in order:
+            runs[name].append(_policy(name == "eager", POLICY_SECONDS, POLICY_SCRAPE_INTERVAL,
+                                      seed))
+    figures = {"policy_rate": float(POLICY_RATE), "policy_seconds": POLICY_SECONDS,
+               "policy_scrape_interval": POLICY_SCRAPE_INTERVAL}
+    for name, one in runs.items():
+        for key in one[0]:
+            for stat, value in _spread([run[key] for run in one]).items():
+                figures[f"{name}_{key}_{stat}"] = value
+    for key in ("renders_per_minute", "cpu_per_second"):
+        figures[f"{key}_ratio"] = statistics.median(
+            eager[key] / lazy[key] if lazy[key] else float("inf")
+            for eager, lazy in zip(runs["eager"], runs["lazy"]))
+    # Renders beyond the scrapes in any round; a scrape that began just
+    # before the window and rendered just inside it makes one at most.
+    figures["lazy_renders_beyond_scrapes_max"] = max(
+        run["renders"] - run["scrapes"] for run in runs["lazy"])
     return figures
 
 
@@ -231,7 +383,7 @@ def run(events: int = 200_000, rounds: int = 3, seed: int = 1) -> dict[str, floa
         full.append(_full(events, seed))
         feeds.append(_feed_only(events, seed))
     latencies = sorted(latency for one in full for latency in one["latencies"])
-    return {
+    return _policies(rounds, seed) | {
         "events": float(events),
         "rounds": float(rounds),
         "events_per_second": statistics.median(one["events_per_second"] for one in full),
@@ -246,6 +398,7 @@ def run(events: int = 200_000, rounds: int = 3, seed: int = 1) -> dict[str, floa
         "synced_books": float(min(one["synced_books"] for one in full)),
         "resyncs": float(sum(one["resyncs"] for one in full)),
         "publishes": float(sum(one["publishes"] for one in full)),
+        "renders": float(sum(one["renders"] for one in full)),
         "scrapes": float(len(latencies)),
         "scrape_p50_ms": percentile(latencies, 0.5) if latencies else float("nan"),
         "scrape_p99_ms": percentile(latencies, 0.99) if latencies else float("nan"),
@@ -253,7 +406,12 @@ def run(events: int = 200_000, rounds: int = 3, seed: int = 1) -> dict[str, floa
     }
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Print every figure of `run()`."""
     sys.setswitchinterval(0.001)  # as the exporter does in stream mode
     for name, value in run().items():
-        print(f"{name:>20} {value:,.2f}")
+        print(f"{name:>36} {value:,.2f}")
+
+
+if __name__ == "__main__":
+    main()
