@@ -41,6 +41,7 @@ M_ARENA_MAX = -8
 # Exit codes: 0 stopped by a signal or answered; 1 Binance could not answer
 # (--once) or the port is taken; 2 the configuration cannot work.
 EXIT_OK, EXIT_UNANSWERED, EXIT_USAGE = 0, 1, 2
+WATCHDOG_TIMEOUTS = 8  # request timeouts other runs may legitimately hold a job back
 
 
 def echo(line: str) -> None:
@@ -217,7 +218,10 @@ class App:  # pylint: disable=too-many-instance-attributes
             # several 5 ms turns.
             sys.setswitchinterval(0.001)
             supervisor.start("publisher", self._publisher, (SPREADS,))
-        watchdog = Watchdog(self.store, self._intervals(), self.client.blocked_for)
+        # One job waits behind another on the scheduler thread: a rankings run
+        # is two round trips, an analytics run pages trades up to five times.
+        watchdog = Watchdog(self.store, self._intervals(), self.client.blocked_for,
+                            slack=WATCHDOG_TIMEOUTS * self.config.timeout)
         while not stop.wait(0.5):
             watchdog.check()
         server.shutdown()

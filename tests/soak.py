@@ -4,15 +4,18 @@
 
 Phases: warm-up (no faults; the RSS baseline is taken at its end), faults
 (a seeded random mix of 5xx, reset, truncate, slow, non_json, 429 with a
-short Retry-After and pause/resume, while the market ticks), recovery (faults
+short Retry-After and pause/resume from the fake, and from a hostile relay
+in front of it: answers dripped byte by byte, answers over the size cap,
+redirects and numbers out of range, while the market ticks), recovery (faults
 cleared, Binance reachable, market frozen: every gauge must equal what the
 fake answers now within two refresh cycles), then quiet until N minutes are
 up. Several threads scrape /metrics throughout.
 
 It asserts that the process never exits, every scrape answers 200 with a
-parsable page, no scrape takes over 100 ms, RSS grows by at most 10 MB after
-warm-up, the weight the fake charged per window stays within the exporter's
-share of the limit, and the gauges recover in time. It prints a table of its
+parsable page, no scrape takes over 100 ms, RSS grows by at most 10 MB and
+the thread and file-descriptor counts by at most a few after warm-up, the
+weight the fake charged per window stays within the exporter's share of the
+limit, and the gauges recover in time. It prints a table of its
 figures and exits 1 on any failed assertion.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import multiprocessing
 import queue
 import random
@@ -33,12 +37,23 @@ from typing import Any
 
 from fake_binance.market import Market
 from fake_binance.server import FakeBinance, RequestRecord
+from tests import hostile
 from tests.support import Exporter, Samples, http_get, parse_samples, sample
 from tests.integration.test_end_to_end import expected_answers
 
 PATHS = (None, "/api/v3/exchangeInfo", "/api/v3/ticker/24hr", "/api/v3/depth",
          "/api/v3/ticker/bookTicker", "/api/v3/ticker/bookTicker")
-KINDS = ("5xx", "reset", "truncate", "slow", "non_json", "429", "pause")
+KINDS = ("5xx", "reset", "truncate", "slow", "non_json", "429", "pause",
+         "drip", "oversized", "redirect", "out_of_range")
+HOSTILE_KINDS = {  # faults of the relay in front of the fake, for up to 2 s at a time
+    "drip": lambda: hostile.drip_body(0.05),
+    "oversized": lambda: hostile.huge_body(64 * 1024 * 1024),  # refused by its length
+    "redirect": lambda: hostile.redirect("http://elsewhere.invalid/api/v3"),
+    "out_of_range": lambda: hostile.answer([{"symbol": "BTCUSDT", "bidPrice": "1e400",
+                                             "bidQty": "1", "askPrice": "2", "askQty": "-1"}]),
+}
+MAX_THREAD_GROWTH = 4
+MAX_FD_GROWTH = 8
 MAX_SCRAPE_SECONDS = 0.1
 MAX_RSS_GROWTH_KB = 10 * 1024
 TIMEOUT = 1.0  # the exporter's --timeout; "slow" faults last longer
@@ -53,6 +68,11 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def handles(pid: int) -> tuple[int, int]:
+    """Threads and open file descriptors of a process, from /proc/PID."""
+    return (len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd")))
 
 
 def scrape_until(url: str, threads: int, pause: float, stop: Any, results: Any) -> None:
@@ -131,8 +151,9 @@ class Scrapers:
 class FaultInjector:
     """Injects a seeded random mix of faults until stopped."""
 
-    def __init__(self, fake: FakeBinance, seed: int) -> None:
+    def __init__(self, fake: FakeBinance, relay: hostile.HostileServer, seed: int) -> None:
         self.fake = fake
+        self.relay = relay
         self.rng = random.Random(seed)
         self.injected: Counter[str] = Counter()
         self.stop = threading.Event()
@@ -147,7 +168,11 @@ class FaultInjector:
             kind = deck.pop()
             self.injected[kind] += 1
             path, count = rng.choice(PATHS), rng.randint(1, 4)
-            if kind == "pause":
+            if kind in HOSTILE_KINDS:
+                self.relay.behaviour = HOSTILE_KINDS[kind]()
+                self.stop.wait(rng.uniform(0.5, 2.0))
+                self.relay.behaviour = hostile.relay(self.fake.url)
+            elif kind == "pause":
                 self.fake.pause()
                 self.stop.wait(rng.uniform(0.5, 3.0))
                 self.fake.resume()
@@ -164,6 +189,7 @@ class FaultInjector:
         """Stop injecting, drop pending faults, make Binance reachable."""
         self.stop.set()
         self.thread.join(10)
+        self.relay.behaviour = hostile.relay(self.fake.url)
         self.fake.clear_faults()
         self.fake.resume()
 
@@ -239,21 +265,25 @@ class Soak:
         """Run the soak; 0 when every assertion held."""
         market = Market(seed=self.seed)
         fake = FakeBinance(market).start()
+        relay = hostile.HostileServer(hostile.relay(fake.url),
+                                      lifetime=self.minutes * 60 + 120).start()
         exporter = Exporter(
-            fake.url, "--update-interval", str(self.update_interval),
+            relay.url, "--update-interval", str(self.update_interval),
             "--refresh-interval", str(self.refresh_interval),
             "--depth-levels", str(DEPTH_LEVELS), "--weight-share", str(WEIGHT_SHARE),
             "--timeout", str(TIMEOUT), "--no-analytics", "--log-level", "warning")
         try:
-            return self._run(market, fake, exporter)
+            return self._run(market, fake, relay, exporter)
         except AssertionError as exc:  # the exporter died or never became ready
             self.failures.append(str(exc))
             return 1
         finally:
             exporter.close()
+            relay.stop()
             fake.stop()
 
-    def _run(self, market: Market, fake: FakeBinance, exporter: Exporter) -> int:
+    def _run(self, market: Market, fake: FakeBinance, relay: hostile.HostileServer,
+             exporter: Exporter) -> int:
         started = time.monotonic()
         exporter.wait_ready(timeout=15)
         scrapers = Scrapers(exporter.url, self.scrapers, pause=0.01)
@@ -271,7 +301,8 @@ class Soak:
         warm_up, fault_time = self.phases()
         self._watch(exporter, rss, warm_up)
         rss_start = rss[-1]
-        injector = FaultInjector(fake, self.seed)
+        handles_start = handles(exporter.process.pid)
+        injector = FaultInjector(fake, relay, self.seed)
         injector.thread.start()
         self._watch(exporter, rss, fault_time)
         injector.finish()
@@ -282,11 +313,21 @@ class Soak:
         self._watch(exporter, rss, started_soak + self.minutes * 60 - time.monotonic())
         scrapers.finish()
         rss.append(rss_kb(exporter.process.pid))
+        self._check_handles(handles_start, handles(exporter.process.pid))
         self._record(exporter, fake, scrapers, injector, rss, rss_start, recovery)
         self.figures["duration s"] = round(time.monotonic() - started, 1)
         self.check(recovery is not None and recovery <= 2 * self.refresh_interval,
                    f"gauges not correct within two cycles ({2 * self.refresh_interval:g} s)")
         return 1 if self.failures else 0
+
+    def _check_handles(self, start: tuple[int, int], end: tuple[int, int]) -> None:
+        """Threads and file descriptors: what faults cost must not stay behind."""
+        self.figures["threads, fds after warm-up / at the end"] = (
+            f"{start[0]}, {start[1]} / {end[0]}, {end[1]}")
+        self.check(end[0] <= start[0] + MAX_THREAD_GROWTH,
+                   f"threads grew from {start[0]} to {end[0]}")
+        self.check(end[1] <= start[1] + MAX_FD_GROWTH,
+                   f"file descriptors grew from {start[1]} to {end[1]}")
 
     def _watch(self, exporter: Exporter, rss: list[int], seconds: float) -> None:
         """Check the process once a second for `seconds`, sampling its RSS."""

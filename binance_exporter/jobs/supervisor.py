@@ -8,8 +8,10 @@ that is down. Two guards:
   thread serves failed and stuck (`binance_up` 0, `/-/ready` 503), and the
   loop starts again after a back-off.
 * `Watchdog.check` marks a job failed and stuck when no run of it has
-  finished within its deadline (a multiple of its interval, plus any back-off
-  Binance asked for), whatever the reason: a hang raises nothing.
+  finished within its deadline, whatever the reason: a hang raises nothing.
+  The deadline is three intervals plus `slack` (the time runs of the other
+  jobs on the same thread may take), counted from the later of the job's
+  last finished run and the end of any back-off Binance asked for.
 
 A job that finishes a run again clears its stuck mark.
 """
@@ -66,22 +68,28 @@ class Supervisor:
 class Watchdog:
     """Marks jobs stuck whose last run finished longer ago than their deadline."""
 
-    def __init__(
+    def __init__(  # pylint: disable=too-many-arguments,too-many-positional-arguments
         self,
         store: SnapshotStore,
         intervals: Mapping[str, float],
         blocked_for: Callable[[], float],
+        slack: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.intervals = dict(intervals)
         self.blocked_for = blocked_for
+        self.slack = slack
         self._clock = clock
         self._since = clock()  # a job that never finished counts from here
+        self._resumed = self._since  # when the latest back-off ended (or ends)
 
     def check(self) -> list[str]:
         """Stall every overdue job (logged once per stall); returns their names."""
         now = self._clock()
+        blocked = self.blocked_for()
+        if blocked > 0:
+            self._resumed = max(self._resumed, now + blocked)
         overdue = []
         snapshot = self.store.current()
         for job, interval in self.intervals.items():
@@ -90,10 +98,11 @@ class Watchdog:
             if state is None or state.stuck or (snapshot.answers is None and job != RANKINGS):
                 continue
             finished = state.finished if state.finished is not None else self._since
-            deadline = DEADLINE_INTERVALS * interval + self.blocked_for()
-            if now - finished > deadline:
+            since = max(finished, self._resumed)
+            deadline = DEADLINE_INTERVALS * interval + self.slack
+            if now - since > deadline:
                 LOG.error("no %s run has finished for %.0f s (deadline %.0f s); "
-                          "marking it failed", job, now - finished, deadline)
-                self.store.stall((job,), f"no run finished for {now - finished:.0f} s")
+                          "marking it failed", job, now - since, deadline)
+                self.store.stall((job,), f"no run finished for {now - since:.0f} s")
                 overdue.append(job)
         return overdue

@@ -76,9 +76,24 @@ class WatchdogTest(unittest.TestCase):
             self.assertEqual(self.watchdog.check(), [RANKINGS])
 
     def test_a_back_off_binance_asked_for_extends_the_deadline(self):
-        self.blocked[0] = 100.0
-        self.now[0] = 120.0
+        self.now[0] = 20.0
+        self.blocked[0] = 100.0  # a 429 asked for 100 s: the deadline counts from 120
         self.assertEqual(self.watchdog.check(), [])
+        self.blocked[0] = 0.0
+        self.now[0] = 150.0
+        self.assertEqual(self.watchdog.check(), [])  # 30 s after the back-off
+        self.now[0] = 151.0
+        with self.assertLogs("binance_exporter.jobs.supervisor", "ERROR"):
+            self.assertEqual(self.watchdog.check(), [SPREADS])
+
+    def test_slack_for_the_other_jobs_runs(self):
+        watchdog = Watchdog(self.store, {SPREADS: 10.0}, lambda: 0.0, slack=20.0,
+                            clock=lambda: self.now[0])
+        self.now[0] = 50.0
+        self.assertEqual(watchdog.check(), [])
+        self.now[0] = 51.0
+        with self.assertLogs("binance_exporter.jobs.supervisor", "ERROR"):
+            self.assertEqual(watchdog.check(), [SPREADS])
 
     def test_only_rankings_are_watched_before_the_first_answers(self):
         store = SnapshotStore(clock=lambda: self.now[0])
