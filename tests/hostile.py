@@ -14,6 +14,7 @@ by itself after `lifetime` seconds if the test does not stop it first.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import socketserver
@@ -94,17 +95,24 @@ def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) 
 
 
 def relay(base_url: str) -> Behaviour:
-    """Pass each GET on to `base_url` (the fake Binance) and its answer back: no fault."""
+    """Pass each GET on to `base_url` (the fake Binance) and its answer back: no fault.
+
+    The weight and Retry-After headers go back with the answer; an answer the
+    fake cuts short (its own faults) is cut short here too, by hanging up.
+    """
 
     def behave(conn: Connection) -> None:
         target = base_url + conn.request.split(" ")[1]
         try:
             with urllib.request.urlopen(target, timeout=10) as response:
-                status, body, weight = response.status, response.read(), \
-                    response.headers.get("X-MBX-USED-WEIGHT-1M", "0")
+                status, headers, body = response.status, response.headers, response.read()
         except urllib.error.HTTPError as exc:
-            status, body, weight = exc.code, exc.read(), "0"
-        conn.send(whole_answer(body, status, {"X-MBX-USED-WEIGHT-1M": weight}))
+            status, headers, body = exc.code, exc.headers, exc.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Gone() from exc
+        kept = {name: headers[name] for name in ("X-MBX-USED-WEIGHT-1M", "Retry-After")
+                if headers.get(name) is not None}
+        conn.send(whole_answer(body, status, kept))
 
     return behave
 

@@ -12,13 +12,23 @@ document: for OpenMetrics only the live part's `# EOF` ends it.
 Gzip works the same way: the snapshot part is compressed once, with a sync
 flush so its bytes are complete, and each scrape continues a copy of that
 compressor with the live part.
+
+A scraper that comes back within `max_lag` (1 s) of the page it was last
+served is given that page again while a fresh one renders in the background,
+so frequent scrapes never wait on a render (under a busy stream reader a
+render takes many of its milliseconds waiting for the GIL). The renders are
+still asked for by scrapes, one at a time, so there are never more of them
+than scrapes; a scraper that comes back later (Prometheus, every 10-60 s)
+always gets a page rendered for it.
 """
 
 from __future__ import annotations
 
 import gzip
 import threading
+import time
 import zlib
+from dataclasses import dataclass
 from typing import Callable, Protocol
 from urllib.parse import parse_qs
 
@@ -45,6 +55,10 @@ GZIP_LEVEL = 6
 # Formats cached per snapshot: the content type echoes the scraper's version
 # and escaping, so a bound keeps odd Accept headers from growing the cache.
 MAX_CACHED_FORMATS = 4
+# How old a page a scraper may be served while its successor renders, and
+# how old it may grow before a scrape asks for that successor.
+MAX_LAG = 1.0
+REFRESH_AFTER = 0.25
 
 Encoder = Callable[[CollectorRegistry | RestrictedRegistry], bytes]
 
@@ -102,19 +116,35 @@ def _without_eof(encoder: Encoder, registry: CollectorRegistry | RestrictedRegis
     return encoder(registry).removesuffix(EOF_LINE)
 
 
-class Exposition:
+@dataclass(frozen=True)
+class _Served:
+    """A whole page as served, and what it shows."""
+
+    body: bytes
+    snapshot: Snapshot
+    rendered: float  # monotonic time
+
+
+class Exposition:  # pylint: disable=too-many-instance-attributes
     """Renders /metrics for one scrape; see the module docstring for what is cached.
 
     `renders` counts renderings of the snapshot part into the cache: one per
     snapshot and format that a scrape asked for.
     """
 
-    def __init__(self, snapshot: Callable[[], Snapshot], live: CollectorRegistry) -> None:
+    def __init__(self, snapshot: Callable[[], Snapshot], live: CollectorRegistry,
+                 max_lag: float = MAX_LAG, clock: Callable[[], float] = time.monotonic) -> None:
         self._snapshot = snapshot
         self._live = live
+        self._max_lag = max_lag
+        self._clock = clock
         self._lock = threading.Lock()
         self._cached_snapshot: Snapshot | None = None  # the snapshot `_parts` show
         self._parts: dict[str, _Part] = {}  # by content type
+        self._served: dict[tuple[str, bool], _Served] = {}  # by content type and gzip
+        self._wanted: dict[tuple[str, bool], Encoder] = {}  # pages to render in the background
+        self._refresh = threading.Condition()
+        self._refresher: threading.Thread | None = None
         self.renders = 0
 
     def render(self, accept: str, accept_encoding: str, query: str) -> tuple[bytes, dict[str, str]]:
@@ -133,12 +163,50 @@ class Exposition:
         if names:
             body = self._filtered(encoder, names)
             return (gzip.compress(body, GZIP_LEVEL, mtime=0) if zipped else body), headers
-        part = self._part(encoder, content_type)
-        live = encoder(self._live)
-        return (part.gzipped(live) if zipped else part.body + live), headers
+        key = (content_type, zipped)
+        served = self._served.get(key)
+        if served is not None and self._clock() - served.rendered <= self._max_lag:
+            if (served.snapshot is not self._snapshot()
+                    or self._clock() - served.rendered > REFRESH_AFTER):
+                self._ask(key, encoder)
+            return served.body, headers
+        return self._page(key, encoder).body, headers
 
-    def _part(self, encoder: Encoder, content_type: str) -> _Part:
-        """The current snapshot's part in this format, rendered now if no scrape asked yet."""
+    def _page(self, key: tuple[str, bool], encoder: Encoder) -> _Served:
+        """Render the whole page in this format now, and keep it for the next scrapes."""
+        content_type, zipped = key
+        snapshot, part = self._part(encoder, content_type)
+        live = encoder(self._live)
+        served = _Served(part.gzipped(live) if zipped else part.body + live, snapshot,
+                         self._clock())
+        with self._lock:
+            old = self._served.get(key)
+            # A slower render that began earlier must not replace a newer page.
+            if (old is None and len(self._served) < MAX_CACHED_FORMATS) or \
+                    (old is not None and old.rendered <= served.rendered):
+                self._served[key] = served
+        return served
+
+    def _ask(self, key: tuple[str, bool], encoder: Encoder) -> None:
+        """Have the background thread render this page (once, however many scrapes ask)."""
+        with self._refresh:
+            self._wanted[key] = encoder
+            if self._refresher is None:
+                self._refresher = threading.Thread(target=self._refresh_loop,
+                                                   name="metrics-render", daemon=True)
+                self._refresher.start()
+            self._refresh.notify()
+
+    def _refresh_loop(self) -> None:
+        while True:
+            with self._refresh:
+                while not self._wanted:
+                    self._refresh.wait()
+                key, encoder = self._wanted.popitem()
+            self._page(key, encoder)
+
+    def _part(self, encoder: Encoder, content_type: str) -> tuple[Snapshot, _Part]:
+        """The current snapshot and its part in this format, rendered now if not yet."""
         with self._lock:
             # Read under the lock: a scrape holding an older snapshot must not
             # replace the cache of a newer one.
@@ -151,7 +219,7 @@ class Exposition:
                 self.renders += 1
                 if len(self._parts) < MAX_CACHED_FORMATS:
                     self._parts[content_type] = part
-            return part
+            return snapshot, part
 
     def _filtered(self, encoder: Encoder, names: list[str]) -> bytes:
         """Only the named samples, rendered for this scrape alone."""
@@ -163,6 +231,7 @@ def build_exposition(
     snapshot: Callable[[], Snapshot],
     api_stats: Callable[[], ApiStats],
     stream_view: Callable[[], StreamView] | None = None,
+    max_lag: float = MAX_LAG,
 ) -> Exposition:
     """The exporter's page: every collector, process metrics included.
 
@@ -178,4 +247,4 @@ def build_exposition(
     ProcessCollector(registry=live)
     PlatformCollector(registry=live)
     GCCollector(registry=live)
-    return Exposition(snapshot, live)
+    return Exposition(snapshot, live, max_lag=max_lag)

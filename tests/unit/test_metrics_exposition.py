@@ -6,9 +6,7 @@ import unittest
 from decimal import Decimal as D
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.openmetrics.parser import (
-    text_string_to_metric_families as parse_openmetrics,
-)
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from binance_exporter.binance.rest import ApiStats
@@ -16,6 +14,7 @@ from binance_exporter.market.types import SymbolInfo, Ticker24h
 from binance_exporter.metrics.api import ApiCollector
 from binance_exporter.metrics.exposition import Exposition, build_exposition
 from binance_exporter.model import Answers, JobState, SideNotional, Snapshot, StreamView
+from tests.support import wait_until
 
 # What Prometheus sends when it prefers OpenMetrics.
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;" \
@@ -124,6 +123,39 @@ class NegotiationTest(unittest.TestCase):
         self.assertNotIn("Content-Encoding", headers)
 
 
+class LagTest(unittest.TestCase):
+    """A scraper back within max_lag gets its last page while the next one renders aside."""
+
+    def setUp(self):
+        self.published = Published(snapshot("0.1"))
+        self.now = [100.0]
+        live = CollectorRegistry()
+        live.register(ApiCollector(lambda: STATS))
+        self.exposition = Exposition(self.published.current, live, max_lag=1.0,
+                                     clock=lambda: self.now[0])
+
+    def spread_served(self) -> bytes:
+        """The spread line of the page a plain scrape gets now."""
+        body, _ = self.exposition.render("", "", "")
+        return next(line for line in body.splitlines() if line.startswith(b"binance_spread{"))
+
+    def test_a_quick_scrape_waits_for_no_render(self):
+        self.assertIn(b" 0.1", self.spread_served())
+        self.published.value = snapshot("0.5")
+        self.now[0] += 0.5
+        self.assertIn(b" 0.1", self.spread_served())  # the page of 0.5 s ago, at once
+        wait_until(lambda: self.exposition.renders == 2, timeout=5)  # rendered aside
+        self.assertIn(b" 0.5", self.spread_served())
+        self.assertEqual(self.exposition.renders, 2)  # never more renders than scrapes
+
+    def test_a_scraper_back_later_gets_a_page_rendered_for_it(self):
+        self.spread_served()
+        self.published.value = snapshot("0.5")
+        self.now[0] += 1.5
+        self.assertIn(b" 0.5", self.spread_served())
+        self.assertEqual(self.exposition.renders, 2)
+
+
 class CacheTest(unittest.TestCase):
     """The snapshot part renders once per snapshot and format, and only on a scrape."""
 
@@ -133,7 +165,8 @@ class CacheTest(unittest.TestCase):
         live = CollectorRegistry()
         self.stats = [STATS]
         live.register(ApiCollector(lambda: self.stats[0]))
-        self.exposition = Exposition(self.published.current, live)
+        # No lag allowed: every scrape gets a page rendered for what is current.
+        self.exposition = Exposition(self.published.current, live, max_lag=0.0)
 
     def test_no_scrape_no_render(self):
         for spread in ("0.01", "0.02", "0.03"):
