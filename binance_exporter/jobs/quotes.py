@@ -41,13 +41,12 @@ from binance_exporter.market.quotes import (
     spread_ratio,
 )
 from binance_exporter.market.types import OrderBook
-from binance_exporter.market.vwap import TimeWeightedAverage, vwap_price
+from binance_exporter.market.vwap import VwapTracker
 from binance_exporter.model import RANKINGS, SPREADS, Answers, SideNotional, Snapshot, SnapshotStore
 from binance_exporter.sources.base import BookSource, NotSynced
 
 INVALID_SYMBOL = "invalid_symbol"
 NOT_SYNCED = "not_synced"
-VWAP_WINDOWS = (("30s", 30.0), ("1m", 60.0))  # label value, seconds
 READ_ERRORS = (BinanceError, PayloadError, NotSynced)
 
 
@@ -87,8 +86,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         self.config = config
         self._clock = clock
         self._reported: dict[str, Decimal] = {}  # the spreads the last delta was taken from
-        self._averages: dict[str, dict[str, TimeWeightedAverage]] = {}
-        self._vwap_cache: dict[str, tuple[int, Decimal | None]] = {}  # symbol -> (update id, vwap)
+        self._vwaps = VwapTracker(config.depth_levels)
 
     # Entry points -----------------------------------------------------------
 
@@ -175,7 +173,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
             value = self._book_notional(book)
             if value is not None:
                 reading.notional[symbol] = value
-                if (mid := self._vwap(symbol, book)) is not None:
+                if (mid := self._vwaps.mid(symbol, book)) is not None:
                     reading.vwaps[symbol] = mid
         return reading
 
@@ -214,17 +212,10 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
             return
         wanted = [s for s in spread_symbols if s not in reading.vwaps]
         for symbol, book in self.source.books(wanted, self.config.depth_levels).items():
-            if not isinstance(book, Exception) and (mid := self._vwap(symbol, book)) is not None:
+            if isinstance(book, Exception):
+                continue
+            if (mid := self._vwaps.mid(symbol, book)) is not None:
                 reading.vwaps[symbol] = mid
-
-    def _vwap(self, symbol: str, book: OrderBook) -> Decimal | None:
-        """VWAP mid of a book, recomputed only when the book moved (its update id changed)."""
-        cached = self._vwap_cache.get(symbol)
-        if cached is not None and cached[0] == book.last_update_id:
-            return cached[1]
-        value = vwap_price(book, self.config.depth_levels)
-        self._vwap_cache[symbol] = (book.last_update_id, value)
-        return value
 
     # Spreads ----------------------------------------------------------------
 
@@ -278,17 +269,4 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
     def _vwap_fields(self, vwaps: Mapping[str, Decimal]) -> dict[str, Mapping]:
         """VWAP mids now and their time-weighted averages, sampled at this moment."""
         now = time.monotonic()  # averages weigh durations: a clock that never jumps
-        averages: dict[tuple[str, str], Decimal] = {}
-        for symbol in set(self._averages) - set(vwaps):
-            del self._averages[symbol]
-        for symbol in set(self._vwap_cache) - set(vwaps):
-            del self._vwap_cache[symbol]
-        for symbol, value in vwaps.items():
-            windows = self._averages.setdefault(
-                symbol, {name: TimeWeightedAverage(seconds) for name, seconds in VWAP_WINDOWS}
-            )
-            for name, average in windows.items():
-                average.add(now, value)
-                if (result := average.average(now)) is not None:
-                    averages[(symbol, name)] = result
-        return {"vwap": dict(vwaps), "vwap_averages": averages}
+        return {"vwap": dict(vwaps), "vwap_averages": self._vwaps.averages(vwaps, now)}

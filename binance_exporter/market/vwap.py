@@ -12,6 +12,7 @@ Pure code: no clock is read (time is passed in), no I/O; Decimal throughout.
 from __future__ import annotations
 
 from collections import deque
+from typing import Mapping
 from decimal import Decimal, localcontext
 from itertools import islice, starmap
 from operator import itemgetter, mul
@@ -155,3 +156,53 @@ class TimeWeightedAverage:
                 ended = samples[index + 1][0] if index + 1 < len(samples) else end
                 total -= value * (min(ended, start) - began)
             return total / (end - start)
+
+
+# The windows of `VwapTracker`: label value, seconds.
+VWAP_WINDOWS = (("30s", 30.0), ("1m", 60.0))
+
+
+class VwapTracker:
+    """The VWAP mid of many books, and each one's time-weighted averages.
+
+    A book's VWAP is recomputed only when the book moved (its update id
+    changed): in stream mode most books are unchanged between two publishes.
+    Time is passed in, so the averages are plain maths.
+    """
+
+    def __init__(self, levels: int, windows: tuple[tuple[str, float], ...] = VWAP_WINDOWS) -> None:
+        self.levels = levels
+        self.windows = windows
+        self._latest: dict[str, tuple[int, Decimal | None]] = {}  # symbol -> (update id, vwap)
+        self._averages: dict[str, dict[str, TimeWeightedAverage]] = {}
+
+    def mid(self, symbol: str, book: OrderBook) -> Decimal | None:
+        """`vwap_price` of `book` over `levels` levels, reused while its update id stands."""
+        latest = self._latest.get(symbol)
+        if latest is not None and latest[0] == book.last_update_id:
+            return latest[1]
+        value = vwap_price(book, self.levels)
+        self._latest[symbol] = (book.last_update_id, value)
+        return value
+
+    def averages(self, vwaps: Mapping[str, Decimal],
+                 now: float) -> dict[tuple[str, str], Decimal]:
+        """Record `vwaps` at `now` (monotonic seconds); every (symbol, window) average.
+
+        A symbol missing from `vwaps` is forgotten: its averages start over
+        if it comes back.
+        """
+        for symbol in set(self._averages) - set(vwaps):
+            del self._averages[symbol]
+        for symbol in set(self._latest) - set(vwaps):
+            del self._latest[symbol]
+        averages: dict[tuple[str, str], Decimal] = {}
+        for symbol, value in vwaps.items():
+            windows = self._averages.setdefault(
+                symbol, {name: TimeWeightedAverage(seconds) for name, seconds in self.windows}
+            )
+            for name, average in windows.items():
+                average.add(now, value)
+                if (result := average.average(now)) is not None:
+                    averages[(symbol, name)] = result
+        return averages

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from binance_exporter.market.numbers import CONTEXT
 from binance_exporter.market.types import OrderBook
-from binance_exporter.market.vwap import TimeWeightedAverage, vwap_price
+from binance_exporter.market.vwap import TimeWeightedAverage, VwapTracker, vwap_price
 
 
 def book(bids, asks) -> OrderBook:
@@ -218,3 +218,23 @@ class RunningAreaTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class VwapTrackerTest(unittest.TestCase):
+    """Many books' VWAP mids: reused while a book stands still, averaged over windows."""
+
+    def test_a_book_that_did_not_move_is_not_recomputed(self):
+        tracker = VwapTracker(levels=2)
+        self.assertEqual(tracker.mid("X", BOOK), D("100.375"))
+        moved = OrderBook(BOOK.last_update_id, BOOK.bids[:1], BOOK.asks[:1])
+        self.assertEqual(tracker.mid("X", moved), D("100.375"))  # same update id: reused
+        changed = OrderBook(BOOK.last_update_id + 1, BOOK.bids[:1], BOOK.asks[:1])
+        self.assertEqual(tracker.mid("X", changed), D("100.5"))
+
+    def test_averages_per_window_and_forgetting(self):
+        tracker = VwapTracker(levels=1, windows=(("10s", 10.0),))
+        self.assertEqual(tracker.averages({"X": D(1)}, 0.0), {("X", "10s"): D(1)})
+        self.assertEqual(tracker.averages({"X": D(3)}, 5.0), {("X", "10s"): D(1)})
+        self.assertEqual(tracker.averages({"X": D(3)}, 10.0), {("X", "10s"): D(2)})
+        self.assertEqual(tracker.averages({}, 11.0), {})
+        self.assertEqual(tracker.averages({"X": D(7)}, 12.0), {("X", "10s"): D(7)})
