@@ -15,7 +15,7 @@ from binance.error import ClientError, ServerError
 from binance.spot import Spot
 from requests.structures import CaseInsensitiveDict
 
-from binance_exporter.binance import rest, session, weights
+from binance_exporter.binance import budget, rest, session, weights
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 
 
@@ -364,7 +364,7 @@ class BudgetTest(ClientTestCase):
         client = self.make(ok({}, weight=0), weight_share=0.5)
         floor = math.ceil(rest.MIN_REFRESH_WEIGHT / 0.5)
         self.assertEqual(client.weight_floor, floor)
-        with self.assertLogs(rest.LOG, "WARNING") as logs:
+        with self.assertLogs(budget.LOG, "WARNING") as logs:
             client.set_weight_limit(10)
             client.set_weight_limit(10)
             client.set_weight_limit(1)
@@ -377,7 +377,7 @@ class BudgetTest(ClientTestCase):
 
     def test_the_floor_follows_the_refresh_weight_given(self):
         client = self.make(ok({}), weight_share=0.25, refresh_weight=500)
-        with self.assertLogs(rest.LOG, "WARNING"):
+        with self.assertLogs(budget.LOG, "WARNING"):
             client.set_weight_limit(1999)
         self.assertEqual(client.stats().weight_limit, 2000)
 
