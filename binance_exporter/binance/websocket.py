@@ -95,6 +95,82 @@ def stream_type(stream: str) -> str:
     return stream.split("@", 1)[1] if "@" in stream else stream
 
 
+class Traffic:
+    """What one connection has received: counts by stream type, acknowledgements, liveness.
+
+    The reader thread records; the supervisor's loop and the metrics read.
+    The connection is live once every SUBSCRIBE is acknowledged, until lost.
+    """
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self._messages: Counter[str] = Counter()
+        self._kinds: dict[str, str] = {}  # stream name -> stream type, worked out once
+        self._last_message: float | None = None  # Unix time
+        self._pending: set[int] = set()  # SUBSCRIBE ids not yet acknowledged
+        self.live = False
+        self.last_seen = time.monotonic()  # of the last valid message
+
+    @property
+    def unacknowledged(self) -> bool:
+        """True while a SUBSCRIBE of this connection awaits its reply."""
+        return bool(self._pending)
+
+    def subscribing(self, ids: set[int]) -> None:
+        """A new connection is about to send SUBSCRIBEs with these ids."""
+        with self._lock:
+            self._pending = set(ids)
+            self.live = False
+        self.last_seen = time.monotonic()
+
+    def acknowledged(self, reply_id: int) -> bool | None:
+        """A reply `{"result": null, "id": reply_id}`: True when the connection is now live,
+        False when more replies are awaited, None when no SUBSCRIBE had that id."""
+        with self._lock:
+            if reply_id not in self._pending:
+                return None
+            self._pending.discard(reply_id)
+            self.live = not self._pending
+            live = self.live
+        self.last_seen = time.monotonic()
+        return live
+
+    def data(self, stream: str) -> None:
+        """A valid message of `stream`."""
+        self.last_seen = time.monotonic()
+        kind = self._kinds.get(stream)
+        if kind is None:
+            kind = self._kinds[stream] = stream_type(stream)
+        with self._lock:
+            self._messages[kind] += 1
+            self._last_message = self._wall_clock()
+
+    def control(self, text: str, url: str) -> None:
+        """A message that is not {stream, data}: a SUBSCRIBE reply, or junk."""
+        try:
+            reply = _REPLY.decode(text)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            LOG.debug("ignored a stream message that is neither data nor a reply: %.200s", text)
+            return
+        live = self.acknowledged(reply.id) if reply.result is None else None
+        if live is None:
+            LOG.warning("unexpected reply on the stream connection: %.200s", text)
+        elif live:
+            LOG.info("stream subscriptions acknowledged on %s", url)
+
+    def lost(self) -> None:
+        """The connection is gone: not live, nothing awaited."""
+        with self._lock:
+            self.live = False
+            self._pending = set()
+
+    def stats(self, reconnects: int) -> StreamStats:
+        """Counters for the metrics."""
+        with self._lock:
+            return StreamStats(self.live, reconnects, dict(self._messages), self._last_message)
+
+
 class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
     """Keeps one combined-stream connection alive and subscribed."""
 
@@ -123,18 +199,11 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         self.watchdog = watchdog
         self._backoff = backoff  # failures in a row -> seconds before the next attempt
         self._factory = client_factory
-        self._wall_clock = wall_clock
-        self._lock = threading.Lock()
+        self._traffic = Traffic(wall_clock)
         self._stop = threading.Event()
         self._dead = threading.Event()
-        self._connected = False
         self._reconnects = 0
-        self._messages: Counter[str] = Counter()
-        self._kinds: dict[str, str] = {}  # stream name -> stream type, worked out once
-        self._last_message: float | None = None
-        self._last_seen = time.monotonic()
         self._thread: threading.Thread | None = None
-        self._pending_acks: set[int] = set()  # SUBSCRIBE ids not yet acknowledged
         self._wanted = frozenset(self.streams)
 
     # Lifecycle --------------------------------------------------------------
@@ -153,9 +222,7 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
 
     def stats(self) -> StreamStats:
         """Counters for the metrics."""
-        with self._lock:
-            return StreamStats(self._connected, self._reconnects, dict(self._messages),
-                               self._last_message)
+        return self._traffic.stats(self._reconnects)
 
     # The loop ---------------------------------------------------------------
 
@@ -176,8 +243,7 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
             self._teardown(client)
             if self._stop.is_set():
                 return
-            with self._lock:
-                self._reconnects += 1
+            self._reconnects += 1  # written by this loop only
             # A connection that stayed up a while starts the back-off over; one
             # that dropped at once (a reconnect storm) backs off further each time.
             failures = 1 if time.monotonic() - opened >= STABLE_CONNECTION else failures + 1
@@ -198,14 +264,12 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
             # The connector raises whatever the socket layer raises on connect.
             LOG.warning("stream connection to %s failed: %s", self.url, exc)
             return None
-        self._last_seen = time.monotonic()
         # Before subscribing: the books start over, so no event of the new
         # connection can reach a book that the reset would then throw away.
         self.on_connect()
         try:
             batches = range(0, len(self.streams), SUBSCRIBE_BATCH)
-            with self._lock:
-                self._pending_acks = {start + 1 for start in batches}
+            self._traffic.subscribing({start + 1 for start in batches})
             for start in batches:
                 if start:
                     time.sleep(SUBSCRIBE_GAP)
@@ -229,11 +293,11 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
             if not client.socket_manager.is_alive():
                 LOG.warning("stream reader stopped; reconnecting")
                 return
-            if now - self._last_seen > self.watchdog:
+            if now - self._traffic.last_seen > self.watchdog:
                 LOG.warning("no valid stream message for %.0f s; reconnecting",
-                            now - self._last_seen)
+                            now - self._traffic.last_seen)
                 return
-            if self._pending_acks and now - opened > ACK_TIMEOUT:
+            if self._traffic.unacknowledged and now - opened > ACK_TIMEOUT:
                 LOG.warning("subscriptions not acknowledged within %.0f s; reconnecting",
                             ACK_TIMEOUT)
                 return
@@ -242,9 +306,7 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
                 return
 
     def _teardown(self, client: Any) -> None:
-        with self._lock:
-            self._connected = False
-            self._pending_acks = set()
+        self._traffic.lost()
         self.on_disconnect()
         # stop() sends a close frame and joins the reader without a timeout;
         # run it aside and give up on it after a bound, closing the socket.
@@ -273,19 +335,13 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         try:
             message = _ENVELOPE.decode(text)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            self._control(text)
+            self._traffic.control(text, self.url)
             return
         stream = message.stream
         if stream not in self._wanted and not stream.startswith("!"):
             LOG.debug("ignored data of a stream not subscribed here: %.100s", stream)
             return
-        self._last_seen = time.monotonic()
-        kind = self._kinds.get(stream)
-        if kind is None:
-            kind = self._kinds[stream] = stream_type(stream)
-        with self._lock:
-            self._messages[kind] += 1
-            self._last_message = self._wall_clock()
+        self._traffic.data(stream)
         if stream.startswith("!") and _is_shutdown(message.data):
             LOG.info("Binance announced a server shutdown; reconnecting")
             self._dead.set()
@@ -296,25 +352,6 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
             # A bad message must not cost the connection (the connector would
             # treat the exception as a socket error); log it and go on.
             LOG.exception("could not handle a %s message", stream)
-
-    def _control(self, text: str) -> None:
-        """A message that is not {stream, data}: a SUBSCRIBE reply, or junk."""
-        try:
-            reply = _REPLY.decode(text)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            LOG.debug("ignored a stream message that is neither data nor a reply: %.200s", text)
-            return
-        with self._lock:
-            if reply.result is not None or reply.id not in self._pending_acks:
-                LOG.warning("unexpected reply on the stream connection: %.200s", text)
-                return
-            self._pending_acks.discard(reply.id)
-            live = not self._pending_acks
-            if live:
-                self._connected = True
-        self._last_seen = time.monotonic()
-        if live:
-            LOG.info("stream subscriptions acknowledged on %s", self.url)
 
     def _on_gone(self, _manager: Any) -> None:
         self._dead.set()
@@ -329,85 +366,3 @@ def _quiet_stop(client: Any) -> None:
         client.stop()
     except Exception:  # pylint: disable=broad-exception-caught
         pass
-
-
-class StreamFeed:
-    """The supervised connections for a changing set of streams (1024 per connection)."""
-
-    def __init__(
-        self,
-        url: str,
-        on_data: Callable[[str, msgspec.Raw], None],
-        on_connect: Callable[[list[str]], None],
-        watchdog: float = 30.0,
-        supervisor_factory: Callable[..., StreamSupervisor] = StreamSupervisor,
-        on_raw: Callable[[str], None] | None = None,
-        on_disconnect: Callable[[list[str]], None] = lambda streams: None,
-    ) -> None:
-        self.url = url
-        self.on_data = on_data
-        self.on_connect = on_connect  # with the streams of the connection that (re)connected
-        self.on_disconnect = on_disconnect  # with the streams of the connection that dropped
-        self.watchdog = watchdog
-        self.on_raw = on_raw
-        self._factory = supervisor_factory
-        self._lock = threading.Lock()
-        self._streams: list[str] = []
-        self._supervisors: list[StreamSupervisor] = []
-        self._retired = StreamStats(False, 0, {}, None)  # counters of replaced connections
-
-    def track(self, streams: list[str]) -> None:
-        """Follow exactly `streams`; reconnects only when the set changed."""
-        with self._lock:
-            if sorted(streams) == sorted(self._streams):
-                return
-            old, self._supervisors = self._supervisors, []
-            self._streams = list(streams)
-            for supervisor in old:
-                self._retire(supervisor)
-            for start in range(0, len(streams), MAX_STREAMS_PER_CONNECTION):
-                part = streams[start:start + MAX_STREAMS_PER_CONNECTION]
-                supervisor = self._factory(
-                    self.url, part, self.on_data,
-                    lambda part=part: self.on_connect(part), self.watchdog, on_raw=self.on_raw,
-                    on_disconnect=lambda part=part: self.on_disconnect(part),
-                )
-                supervisor.start()
-                self._supervisors.append(supervisor)
-
-    def _retire(self, supervisor: StreamSupervisor) -> None:
-        supervisor.stop()
-        stats = supervisor.stats()
-        messages = Counter(self._retired.messages)
-        messages.update(stats.messages)
-        self._retired = StreamStats(False, self._retired.reconnects + stats.reconnects,
-                                    dict(messages), _latest(self._retired.last_message,
-                                                            stats.last_message))
-
-    def stop(self) -> None:
-        """Stop every connection (bounded wait each)."""
-        with self._lock:
-            for supervisor in self._supervisors:
-                supervisor.stop()
-
-    def stats(self) -> StreamStats:
-        """All connections together: connected only when every one of them is."""
-        with self._lock:
-            parts = [s.stats() for s in self._supervisors]
-            retired = self._retired
-        messages = Counter(retired.messages)
-        last = retired.last_message
-        for part in parts:
-            messages.update(part.messages)
-            last = _latest(last, part.last_message)
-        return StreamStats(
-            connected=bool(parts) and all(p.connected for p in parts),
-            reconnects=retired.reconnects + sum(p.reconnects for p in parts),
-            messages=dict(messages),
-            last_message=last,
-        )
-
-
-def _latest(first: float | None, second: float | None) -> float | None:
-    known = [t for t in (first, second) if t is not None]
-    return max(known) if known else None

@@ -69,6 +69,22 @@ class BookReading:
     not_synced: list[str] = field(default_factory=list)
 
 
+def spreads_or_kept(read: Callable[[], Spreads], symbols: list[str],
+                    previous: Answers | None) -> Spreads:
+    """The reading, or the previous values of `symbols` with the error when it failed."""
+    try:
+        return read()
+    except READ_ERRORS as exc:
+        if previous is None:
+            return Spreads(error=exc)
+        kept = set(symbols)
+        return Spreads(
+            {s: v for s, v in previous.spreads.items() if s in kept},
+            {s: v for s, v in previous.spread_ratios.items() if s in kept},
+            exc,
+        )
+
+
 class QuotesJob:  # pylint: disable=too-many-instance-attributes
     """Measures books and quotes and publishes them with the deltas and VWAP averages."""
 
@@ -100,7 +116,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
             self.source.track(book_symbols + spread_symbols)
             spreads_future = self.pool.submit(self._spreads, spread_symbols)
             reading = self._read_books(book_symbols, previous)
-            spreads = self._spreads_result(spreads_future.result, spread_symbols, previous)
+            spreads = spreads_or_kept(spreads_future.result, spread_symbols, previous)
             self._free_vwaps(reading, spread_symbols)
             tracked = [t.symbol for t in (*ranking.top_btc, *ranking.top_usdt)] + spread_symbols
             answers = Answers(
@@ -129,7 +145,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
             if previous is None:
                 raise RuntimeError("refresh_spreads needs a first rankings run")
             symbols = list(previous.spread_symbols)
-            spreads = self._spreads_result(lambda: self._spreads(symbols), symbols, previous)
+            spreads = spreads_or_kept(lambda: self._spreads(symbols), symbols, previous)
             answers = replace(previous, spreads=spreads.values, spread_ratios=spreads.ratios,
                               deltas=self._deltas(previous, spreads))
             return self.store.record({SPREADS: (spreads.error, started)}, answers=answers)
@@ -239,23 +255,6 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         error = NotSynced(f"order books not in sync: {', '.join(not_synced)}") if not_synced \
             else None
         return Spreads(values, ratios, error)
-
-    @staticmethod
-    def _spreads_result(
-        read: Callable[[], Spreads], symbols: list[str], previous: Answers | None
-    ) -> Spreads:
-        """The reading, or the previous values of `symbols` with the error when it failed."""
-        try:
-            return read()
-        except READ_ERRORS as exc:
-            if previous is None:
-                return Spreads(error=exc)
-            kept = set(symbols)
-            return Spreads(
-                {s: v for s, v in previous.spreads.items() if s in kept},
-                {s: v for s, v in previous.spread_ratios.items() if s in kept},
-                exc,
-            )
 
     def _deltas(self, previous: Answers | None, spreads: Spreads) -> dict[str, Decimal]:
         """Change since the spreads of the previous report (rankings or spreads run)."""

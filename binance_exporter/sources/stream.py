@@ -22,7 +22,7 @@ from binance_exporter.binance.depth_events import DepthUpdate, decode_depth_upda
 from binance_exporter.binance.payloads import PayloadError, parse_depth
 from binance_exporter.binance.recorder import Recorder
 from binance_exporter.binance.rest import BinanceClient, BinanceError
-from binance_exporter.binance.websocket import StreamFeed
+from binance_exporter.binance.stream_feed import StreamFeed
 from binance_exporter.binance.weights import depth_weight
 from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.market.numbers import ZERO

@@ -289,6 +289,7 @@ class ServeTest(FakeTestCase):
 STREAM_ONLY = (
     "binance_exporter.binance.depth_events",
     "binance_exporter.binance.recorder",
+    "binance_exporter.binance.stream_feed",
     "binance_exporter.binance.websocket",
     "binance_exporter.jobs.republisher",
     "binance_exporter.sources.stream",

@@ -13,7 +13,8 @@ import unittest
 
 import msgspec
 
-from binance_exporter.binance.websocket import StreamFeed, StreamSupervisor
+from binance_exporter.binance.stream_feed import StreamFeed
+from binance_exporter.binance.websocket import StreamSupervisor
 from binance_exporter.jobs.republisher import PUBLISH_INTERVAL, Republisher
 from tests.support import wait_until
 
