@@ -13,12 +13,25 @@ does, instead of scraping back to back.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import http.client
 import json
 import sys
 import time
 from urllib.parse import urlsplit
+
+
+def _without_process(body: bytes, zipped: bool) -> bytes:
+    """The page less the lines of the process's own families."""
+    text = gzip.decompress(body) if zipped else body
+    kept = []
+    for line in text.split(b"\n"):
+        words = line.split(b" ", 3)
+        name = words[2] if line.startswith(b"# ") and len(words) > 2 else line
+        if not name.startswith((b"process_", b"python_")):
+            kept.append(line)
+    return b"\n".join(kept)
 
 
 def scrape(url: str, count: int, use_gzip: bool, max_seconds: float,
@@ -44,7 +57,7 @@ def scrape(url: str, count: int, use_gzip: bool, max_seconds: float,
             if response.status != 200:
                 raise RuntimeError(f"{url} answered {response.status}")
             size = len(body)
-            digests.add(hashlib.sha1(body).hexdigest())
+            digests.add(hashlib.sha1(_without_process(body, use_gzip)).hexdigest())
             if interval:
                 time.sleep(interval)
     except KeyboardInterrupt:
