@@ -1,9 +1,9 @@
-"""`python -m bench` (what `make bench` runs): the issue-7 figures, ours against naive.
+"""`python -m bench` (what `make bench` runs): the exporter's figures, ours against naive.
 
 Prints one table (figure, ours, floor, ours/floor, goal, met, naive,
 naive/ours) and the machine, and writes the same table into
 docs/benchmarks.md. About 3½ minutes with the defaults; `--minutes 10` runs
-the memory figure for the issue's full 10 minutes.
+a 10-minute memory figure.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ MEMORY_INTERVALS = (1.0, 15.0)
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--minutes", type=float, default=2.0,
-                        help="length of the memory run (the issue's figure is 10) (2)")
+                        help="length of the memory run (2)")
     parser.add_argument("--runs", type=int, default=5,
                         help="start-up runs of the exporter; the naive one gets about half (5)")
     parser.add_argument("--scrapes", type=int, default=1000,
@@ -150,7 +150,7 @@ def _memory_rows(memory: dict[str, scenarios.MemoryRun], imports: scenarios.Impo
     ours, naive = memory[scenarios.OURS.name], memory[scenarios.NAIVE.name]
     return [
         Row(f"RSS after {minutes:g} min, {symbols} symbols, {ours.scrapes} scrapes "
-            "(issue: 10 min)", ours.final, "MB",
+            "(--minutes 10 for 10 min)", ours.final, "MB",
             imports.rss_mb, naive.final, f"< {MEMORY_GOAL_MB:.0f} MB",
             ours.final < MEMORY_GOAL_MB, 1),
         Row(f"RSS peak over {minutes:g} min", ours.peak, "MB", imports.rss_mb, naive.peak,
@@ -219,7 +219,7 @@ def _policy_rows(figures: dict[str, float]) -> list[Row]:
 
 
 def _stream_rows() -> tuple[list[Row], str]:
-    """Issue 5's stream case, in its own process (it sets the GIL switch interval).
+    """The stream case, in its own process (it sets the GIL switch interval).
 
     Returns the rows and the render-policy table (before/after, with ranges).
     """
@@ -300,16 +300,15 @@ def main(argv: list[str] | None = None) -> int:
 DOC = """\
 # Benchmarks
 
-Issue 7's figures, measured against the fake Binance (`test/fake_binance/`) on
+The exporter's figures, measured against the fake Binance (`fake_binance/`) on
 127.0.0.1, each next to the same figure for a deliberately naive exporter run
-in the same benchmark (`test/benchmarks/naive_exporter.py`: one request after
+in the same benchmark (`bench/naive_exporter.py`: one request after
 another, depth at limit 5000, one `bookTicker?symbol=` request per symbol,
 prometheus_client's default registry rendered and gzipped on every scrape).
 The ratio naive/ours is what survives a noisy machine.
 
-Run it with `make bench` (about 3½ minutes), or
-`python -m bench --minutes 10` for the issue's full 10-minute
-memory figure; `--no-write` prints without rewriting this file, and
+Run it with `make bench` (about 7 minutes), or
+`python -m bench --minutes 10` for a 10-minute memory figure; `--no-write` prints without rewriting this file, and
 `--exporter-module MODULE` benchmarks another build of the exporter (any
 module runnable as `python -m MODULE` with the exporter's options, e.g. a
 candidate on `PYTHONPATH`) against the same floors and the same naive run.
@@ -333,8 +332,9 @@ policy (the whole page rendered and gzipped after every publish, as the
 pre-redesign exposition did from its store subscriber; reproduced by
 `stream_case.eager_render_on_publish`) and once with the exporter's lazy
 `Exposition` (the snapshot part rendered at most once per published snapshot
-and format, and only when a scrape asks). The two alternate within each
-round; the ratio is the median of the per-round ratios.
+and format, and only when a scrape asks; a scraper back within 1 s gets its
+last page at once while the next renders aside). The two alternate within
+each round; the ratio is the median of the per-round ratios.
 
 {policy}
 
@@ -369,10 +369,10 @@ round; the ratio is the median of the per-round ratios.
   `--spread-symbols all` on that market, analytics on (the default), spreads
   every 1 s and rankings every 15 s (faster than the defaults, to churn more
   in a short run), the market moving every second and a gzip scrape every
-  second, for {minutes} min (the issue's figure is after 10 min: `--minutes
+  second, for {minutes} min (`--minutes
   10`). The naive exporter runs beside it the same way, without analytics.
   The floor is a process that only imports the exporter.
-- **Stream** (issue 5; `stream_case.py`, in its own process with the
+- **Stream** (`stream_case.py`, in its own process with the
   exporter's 1 ms GIL switch interval): 200,000 combined-stream depth
   messages over 50 symbols (1000-level books, 10 changed levels per message,
   a quarter of them deletions), fed as text to the callback the websocket

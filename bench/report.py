@@ -17,7 +17,7 @@ class Row:
     unit: str
     floor: float | None = None
     naive: float | None = None
-    goal: str = ""  # as written in the issue, e.g. "<= 350 ms"
+    goal: str = ""  # the target, e.g. "<= 350 ms"
     met: bool | None = None  # None: no goal for this row
     decimals: int = 1
 

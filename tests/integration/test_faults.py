@@ -1,4 +1,4 @@
-"""Issue 3: what the exporter does when Binance misbehaves, proved over HTTP.
+"""What the exporter does when Binance misbehaves, proved over HTTP.
 
 The exporter runs as a real process against the fake Binance; faults are
 injected with `FakeBinance.inject()`, `pause()`/`resume()` and the `Market`
@@ -256,7 +256,7 @@ class FailedRequestsTest(FaultTestCase):
         self.assertNotIn("Traceback", exporter.output()[1])
 
     def assert_self_observability(self, samples: Samples) -> None:
-        """Every self-observability series the issue names is on the page."""
+        """Every self-observability series is on the page."""
         for job in ("rankings", "spreads"):
             for name in ("binance_refresh_success", "binance_last_refresh_timestamp_seconds",
                          "binance_refresh_duration_seconds"):

@@ -233,7 +233,7 @@ class AlertRulesTest(unittest.TestCase):
 
 
 class PrometheusConfigTest(unittest.TestCase):
-    """docker/prometheus/prometheus.yml as the issue asks."""
+    """docker/prometheus/prometheus.yml: scrape interval, rules, targets."""
 
     def test_scrape_config(self) -> None:
         config = load_yaml(PROMETHEUS_YML)
@@ -280,7 +280,7 @@ class DashboardTest(unittest.TestCase):
         for panel in panels:
             self.assertLessEqual(panel["gridPos"]["x"] + panel["gridPos"]["w"], 24)
 
-    def test_issue_metrics_are_shown(self) -> None:
+    def test_the_headline_metrics_are_shown(self) -> None:
         queries = " ".join(expr for _title, expr in dashboard_queries(self.dashboard))
         for metric in ("binance_top_symbol_rank", "binance_ticker_24h_quote_volume",
                        "binance_ticker_24h_trades", "binance_order_book_notional",
