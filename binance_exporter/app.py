@@ -19,11 +19,11 @@ from types import FrameType
 from typing import Callable
 
 from binance_exporter import report
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient
 from binance_exporter.binance.weights import DEFAULT_WEIGHT_LIMIT
 from binance_exporter.config import SPREADS_ALL, Config, planned_weight_per_minute, rankings_weight
 from binance_exporter.jobs.analytics import AnalyticsJob
-from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.rankings import RankingsJob
 from binance_exporter.jobs.scheduler import Jobs, Scheduler
@@ -45,8 +45,15 @@ WATCHDOG_TIMEOUTS = 8  # request timeouts other runs may legitimately hold a job
 
 
 def echo(line: str) -> None:
-    """Print one report to stdout at once (a pipe would otherwise hold it back)."""
-    print(line, flush=True)
+    """Print one report to stdout at once (a pipe would otherwise hold it back).
+
+    A closed stdout (the reader of a pipe went away) stops the reports, not
+    the exporter: the metrics are what matters.
+    """
+    try:
+        print(line, flush=True)
+    except (BrokenPipeError, ValueError, OSError) as exc:
+        LOG.debug("report not printed: %s", exc)
 
 
 def bound_heap() -> None:

@@ -74,7 +74,7 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n.strip().upper() for n in value.split(",") if n.strip()))
 
 
-def _spread_symbols(
+def _spread_symbols_option(
     _ctx: click.Context, _param: click.Parameter, value: str
 ) -> tuple[str, tuple[str, ...]]:
     if value.strip().lower() in (SPREADS_TOP, SPREADS_ALL):
@@ -148,7 +148,7 @@ def _stream_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str
               show_envvar=True,
               help="24h volume that ranks BTC-quoted symbols: quoteVolume (in BTC) or volume "
                    "(in the base asset).")
-@click.option("--spread-symbols", default=SPREADS_TOP, callback=_spread_symbols,
+@click.option("--spread-symbols", default=SPREADS_TOP, callback=_spread_symbols_option,
               show_envvar=True,
               help="Whose spreads to watch: top (the ranked USDT symbols), all (every TRADING "
                    "symbol, still one request per refresh), or a list like BTCUSDT,ETHBTC.")

@@ -131,16 +131,20 @@ _KEEP: Any = object()  # `record` leaves the field as it is
 class SnapshotStore:
     """Holds the current snapshot; jobs take turns building the next one on it.
 
-    `turn` is held by a job from reading `current()` to recording its result,
-    so jobs on different threads (the stream publisher and the scheduler)
-    never lose each other's updates. Skips are counted here, across jobs, and
-    each job's failures are logged once per burst.
+    `turn` is held by a job that builds new answers on `current()` from
+    reading them to recording its result, so jobs on different threads (the
+    stream publisher and the scheduler) never lose each other's answers.
+    Swapping the snapshot itself takes a short lock of its own, never held
+    during I/O, so the watchdog can mark a job stuck even while that job
+    hangs holding its turn. Skips are counted here, across jobs, and each
+    job's failures are logged once per burst.
     """
 
     def __init__(
         self, jobs: tuple[str, ...] = JOBS, clock: Callable[[], float] = time.time
     ) -> None:
         self.turn = threading.RLock()
+        self._swap = threading.Lock()  # held only to build and swap a snapshot
         # Skips are counted from pool threads while a job holds `turn`: their own lock.
         self._skip_lock = threading.Lock()
         self._clock = clock
@@ -154,7 +158,8 @@ class SnapshotStore:
 
     def publish(self, snapshot: Snapshot) -> None:
         """Make `snapshot` current."""
-        self._snapshot = snapshot
+        with self._swap:
+            self._snapshot = snapshot
 
     def skip(self, job: str, reason: str) -> None:
         """Count a value left out of the metrics, by job and reason."""
@@ -167,7 +172,7 @@ class SnapshotStore:
         A failed job keeps its last success time: the page shows how old the
         values it still serves are.
         """
-        with self.turn:
+        with self._swap:
             previous = self._snapshot
             now = self._clock()
             jobs = dict(previous.jobs)
@@ -194,7 +199,7 @@ class SnapshotStore:
 
     def watch_thread(self, thread: str) -> None:
         """Show `thread`'s restart count from now on (0 until it dies)."""
-        with self.turn:
+        with self._swap:
             previous = self._snapshot
             if thread not in previous.thread_restarts:
                 restarts = {**previous.thread_restarts, thread: 0}
@@ -206,7 +211,7 @@ class SnapshotStore:
         `thread` names a thread that died for it, counted as a restart. The
         last success time stays, so the page still says how old the values are.
         """
-        with self.turn:
+        with self._swap:
             previous = self._snapshot
             jobs_now = dict(previous.jobs)
             for job in jobs:

@@ -52,3 +52,9 @@ class BinanceError(Exception):
     def local(self) -> bool:
         """True when the request was never sent (back-off or budget)."""
         return self.kind in (BACKING_OFF, BUDGET)
+
+
+def clip(text: object, limit: int = 160) -> str:
+    """One line of at most `limit` characters: error bodies can be whole HTML pages."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

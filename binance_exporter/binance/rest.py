@@ -52,6 +52,7 @@ from binance_exporter.binance.errors import (
     SERVER,
     TRANSPORT,
     BinanceError,
+    clip,
 )
 from binance_exporter.binance.session import (
     MAX_ANSWER_BYTES,
@@ -252,7 +253,7 @@ class BinanceClient:
             return BinanceError(f"{endpoint}: HTTP {status} from Binance", kind=SERVER,
                                 status=status)
         return BinanceError(
-            f"{endpoint}: HTTP {status} code {code}: {_clip(message)}",
+            f"{endpoint}: HTTP {status} code {code}: {clip(message)}",
             kind=CLIENT, status=status, code=code,
         )
 
@@ -267,24 +268,18 @@ class BinanceClient:
             LOG.error(
                 "Binance has BANNED this IP (HTTP 418) for %s; no request will be sent "
                 "for %.0f s, until %s (Retry-After %s). Lower the request rate before "
-                "restarting.", endpoint, wait, ends, _clip(raw, 40),
+                "restarting.", endpoint, wait, ends, clip(raw, 40),
             )
         else:
             LOG.warning(
                 "Binance rate-limited %s (HTTP 429); no request will be sent for %.0f s, "
-                "until %s (Retry-After %s)", endpoint, wait, ends, _clip(raw, 40),
+                "until %s (Retry-After %s)", endpoint, wait, ends, clip(raw, 40),
             )
         return BinanceError(
-            f"{endpoint}: HTTP {status} {_clip(message)}",
+            f"{endpoint}: HTTP {status} {clip(message)}",
             kind=BANNED if status == 418 else RATE_LIMITED, status=status, code=code,
             retry_after=until - self._clock(),
         )
-
-
-def _clip(text: object, limit: int = 160) -> str:
-    """One line of at most `limit` characters: error bodies can be whole HTML pages."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _short(exc: BaseException) -> str:

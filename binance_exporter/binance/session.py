@@ -44,6 +44,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import pool_classes_by_scheme as DEFAULT_POOL_CLASSES
 
+from binance_exporter.binance.errors import clip
+
 MAX_ANSWER_BYTES = 24 * 1024 * 1024
 READ_CHUNK = 64 * 1024  # bytes per read; also the most held beyond the cap
 RECHECK = 0.05  # seconds between cuts of a request that outlives its deadline
@@ -346,7 +348,7 @@ class BoundedSession(requests.Session):
         if 300 <= status < 400:
             location = response.headers.get("Location")
             raise RedirectRefused(
-                f"HTTP {status} redirect to {_clip(location)} not followed "
+                f"HTTP {status} redirect to {clip(location)} not followed "
                 "(Binance's API does not redirect)",
                 status=status, location=location,
             )
@@ -367,11 +369,5 @@ def _error_fields(response: requests.Response) -> tuple[int | None, str]:
         code = body.get("code")
         message = body.get("msg")
         if isinstance(code, int) and not isinstance(code, bool) and isinstance(message, str):
-            return code, _clip(message)
-    return None, _clip(response.content[:1000].decode("utf-8", "replace"))
-
-
-def _clip(text: object, limit: int = 160) -> str:
-    """One line of at most `limit` characters: error bodies can be whole HTML pages."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+            return code, clip(message)
+    return None, clip(response.content[:1000].decode("utf-8", "replace"))

@@ -264,6 +264,9 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
             # The connector raises whatever the socket layer raises on connect.
             LOG.warning("stream connection to %s failed: %s", self.url, exc)
             return None
+        if self._stop.is_set():  # stopped while connecting: this connection is not wanted
+            _quiet_stop(client)
+            return None
         # Before subscribing: the books start over, so no event of the new
         # connection can reach a book that the reset would then throw away.
         self.on_connect()

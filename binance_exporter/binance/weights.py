@@ -13,7 +13,7 @@ DEPTH = "/api/v3/depth"
 BOOK_TICKER = "/api/v3/ticker/bookTicker"
 AGG_TRADES = "/api/v3/aggTrades"
 
-# Request weights from Binance's REST docs (weights as of 2023-10 onwards).
+# Request weights from Binance's REST documentation.
 EXCHANGE_INFO_WEIGHT = 20
 TICKER_24H_ALL_WEIGHT = 80
 BOOK_TICKER_MULTI_WEIGHT = 4

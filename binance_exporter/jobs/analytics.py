@@ -19,9 +19,9 @@ from decimal import Decimal
 from typing import Callable, Sequence
 
 from binance_exporter.binance.payloads import parse_agg_trades, parse_depth
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 from binance_exporter.config import AnalyticsConfig
-from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.jobs.quotes import INVALID_SYMBOL, READ_ERRORS
 from binance_exporter.market.fills import (
     ASK,
@@ -50,7 +50,7 @@ MAX_PAGES = 5  # pages per symbol and run; the rest waits for the next run
 BEYOND_SNAPSHOT = "beyond_snapshot"
 
 
-def _whole(levels: Sequence[Level], limit: int) -> bool:
+def _returned_whole(levels: Sequence[Level], limit: int) -> bool:
     """True when Binance returned the whole side, not a side cut at `limit`."""
     return len(levels) < limit
 
@@ -83,11 +83,12 @@ class AnalyticsJob:
         return [s for s in dict.fromkeys(names) if self.owns(s)]
 
     def refresh(self) -> Snapshot:
-        """One run over every analytics symbol; publish and return the snapshot."""
-        with self.store.turn:
-            return self._refresh()
+        """One run over every analytics symbol; publish and return the snapshot.
 
-    def _refresh(self) -> Snapshot:
+        It takes no turn: it only reads the answers for the symbols and
+        records its own figures, so the stream publisher never waits on its
+        requests.
+        """
         started = self._clock()
         previous = self.store.current()
         symbols = self.symbols(previous)
@@ -134,7 +135,7 @@ class AnalyticsJob:
         for side, levels in ((BUY, book.asks), (SELL, book.bids)):
             for notional in self.config.fill_notionals:
                 fill = simulate_fill(levels, notional, mid)
-                if fill.complete or _whole(levels, limit):
+                if fill.complete or _returned_whole(levels, limit):
                     fills[(side, notional)] = fill
                 else:
                     self.store.skip(ANALYTICS, BEYOND_SNAPSHOT)
@@ -145,7 +146,7 @@ class AnalyticsJob:
                 # or its last level already lies outside the band.
                 edge_bid, edge_ask = mid * (1 - band), mid * (1 + band)
                 last = levels[-1][0] if levels else None
-                covered = _whole(levels, limit) or (
+                covered = _returned_whole(levels, limit) or (
                     last is not None and (last < edge_bid if side == BID else last > edge_ask)
                 )
                 if covered:

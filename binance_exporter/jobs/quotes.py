@@ -25,9 +25,9 @@ from decimal import Decimal
 from typing import Callable, Mapping, Sequence
 
 from binance_exporter.binance.payloads import PayloadError
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceError
 from binance_exporter.config import RankingConfig
-from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.jobs.rankings import Ranking
 from binance_exporter.market.quotes import (
     CROSSED,
@@ -46,7 +46,6 @@ from binance_exporter.model import RANKINGS, SPREADS, Answers, SideNotional, Sna
 from binance_exporter.sources.base import BookSource, NotSynced
 
 INVALID_SYMBOL = "invalid_symbol"
-NOT_SYNCED = "not_synced"
 READ_ERRORS = (BinanceError, PayloadError, NotSynced)
 
 
@@ -57,6 +56,7 @@ class Spreads:
     values: dict[str, Decimal] = field(default_factory=dict)
     ratios: dict[str, Decimal] = field(default_factory=dict)
     error: Exception | None = None  # set when some symbols could not be measured
+    measured: bool = True  # False: nothing was read, `values` are the previous ones
 
 
 @dataclass
@@ -76,12 +76,13 @@ def spreads_or_kept(read: Callable[[], Spreads], symbols: list[str],
         return read()
     except READ_ERRORS as exc:
         if previous is None:
-            return Spreads(error=exc)
+            return Spreads(error=exc, measured=False)
         kept = set(symbols)
         return Spreads(
             {s: v for s, v in previous.spreads.items() if s in kept},
             {s: v for s, v in previous.spread_ratios.items() if s in kept},
             exc,
+            measured=False,
         )
 
 
@@ -108,12 +109,13 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
 
     def with_ranking(self, ranking: Ranking) -> Snapshot:
         """Read what `ranking` names and publish it whole with the new rankings."""
+        owns = self.config.owns
+        book_symbols = ranking.book_symbols(owns)
+        spread_symbols = list(ranking.spread_symbols)
+        # Outside the turn: following new streams may wait on old connections.
+        self.source.track(book_symbols + spread_symbols)
         with self.store.turn:
             previous = self.store.current().answers
-            owns = self.config.owns
-            book_symbols = ranking.book_symbols(owns)
-            spread_symbols = list(ranking.spread_symbols)
-            self.source.track(book_symbols + spread_symbols)
             spreads_future = self.pool.submit(self._spreads, spread_symbols)
             reading = self._read_books(book_symbols, previous)
             spreads = spreads_or_kept(spreads_future.result, spread_symbols, previous)
@@ -197,8 +199,8 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         self, symbol: str, error: Exception, previous: Answers | None, reading: BookReading
     ) -> None:
         if isinstance(error, NotSynced):
-            # Out of sync is known to be wrong: absent, not the old value.
-            self.store.skip(RANKINGS, NOT_SYNCED)
+            # Out of sync is known to be wrong: absent, not the old value. It
+            # is the spreads job that fails for it (see refresh_books).
             reading.not_synced.append(symbol)
         elif isinstance(error, BinanceError) and error.invalid_symbol:
             # Delisted since exchangeInfo was read: drop it, keep the others.
@@ -257,12 +259,19 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         return Spreads(values, ratios, error)
 
     def _deltas(self, previous: Answers | None, spreads: Spreads) -> dict[str, Decimal]:
-        """Change since the spreads of the previous report (rankings or spreads run)."""
-        if previous is not None and spreads.error is not None:
+        """Change since the spreads of the previous report (rankings or spreads run).
+
+        A symbol measured now gets its change since it was last measured; a
+        symbol that could not be (its book out of sync) keeps its last
+        reading for next time.
+        """
+        if previous is not None and not spreads.measured:
             # Nothing new was measured: the old deltas still stand.
             return {s: d for s, d in previous.deltas.items() if s in spreads.values}
         deltas = spread_deltas(self._reported, spreads.values)
-        self._reported = dict(spreads.values)
+        watched = set(previous.spread_symbols) if previous is not None else set()
+        self._reported = {**{s: v for s, v in self._reported.items() if s in watched},
+                          **spreads.values}
         return deltas
 
     def _vwap_fields(self, vwaps: Mapping[str, Decimal]) -> dict[str, Mapping]:

@@ -18,9 +18,9 @@ from binance_exporter.binance.payloads import (
     parse_exchange_info,
     parse_tickers_24h,
 )
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 from binance_exporter.config import SPREADS_ALL, SPREADS_LIST, RankingConfig
-from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.market.rankings import top_by_trades, top_by_volume, tradable_symbols
 from binance_exporter.market.types import ExchangeInfo, Ticker24h
 from binance_exporter.model import RANKINGS, SnapshotStore

@@ -28,6 +28,7 @@ from binance_exporter.model import RANKINGS, SnapshotStore
 
 LOG = logging.getLogger(__name__)
 DEADLINE_INTERVALS = 3  # a job is stuck after this many intervals without a finished run
+STABLE_RUN = 60.0  # seconds a restarted loop must run before its back-off starts over
 
 
 class Supervisor:
@@ -52,11 +53,13 @@ class Supervisor:
               jobs: tuple[str, ...]) -> None:
         crashes = 0
         while not self.stop.is_set():
+            started = time.monotonic()
             try:
                 loop(self.stop)
                 return
             except Exception as exc:  # pylint: disable=broad-exception-caught
-                crashes += 1
+                # A loop that ran a while before dying starts the back-off over.
+                crashes = 1 if time.monotonic() - started >= STABLE_RUN else crashes + 1
                 wait = self._backoff(crashes)
                 LOG.error("the %s thread died (%s: %s); restarting it in %.1f s", name,
                           type(exc).__name__, exc, wait, exc_info=True)

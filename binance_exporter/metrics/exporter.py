@@ -21,8 +21,8 @@ LAST_SUCCESS = gauge(
 DURATION = gauge("binance_refresh_duration_seconds", "How long the job's latest run took.", "job")
 SKIPPED = counter(
     "binance_skipped_values",
-    "Values not exported because the book or quote was empty, one-sided, crossed "
-    "or its symbol no longer exists.",
+    "Values not exported because the book or quote was empty, one-sided or crossed, its "
+    "symbol no longer exists, or the figure needed levels beyond the depth answer.",
     "job",
     "reason",
 )
@@ -33,8 +33,9 @@ RESTARTS = counter(
 )
 STUCK = gauge(
     "binance_refresh_stuck",
-    "1 when no run of the job finished within its deadline (three intervals plus any "
-    "back-off Binance asked for) or its thread died, until a run finishes again.",
+    "1 when no run of the job finished within its deadline (three intervals and eight "
+    "request timeouts, after any back-off Binance asked for) or its thread died, until a run "
+    "finishes again.",
     "job",
 )
 

@@ -13,18 +13,19 @@ Gzip works the same way: the snapshot part is compressed once, with a sync
 flush so its bytes are complete, and each scrape continues a copy of that
 compressor with the live part.
 
-A scraper that comes back within `max_lag` (1 s) of the page it was last
-served is given that page again while a fresh one renders in the background,
-so frequent scrapes never wait on a render (under a busy stream reader a
-render takes many of its milliseconds waiting for the GIL). The renders are
-still asked for by scrapes, one at a time, so there are never more of them
-than scrapes; a scraper that comes back later (Prometheus, every 10-60 s)
-always gets a page rendered for it.
+A scrape that comes within `max_lag` (1 s) of the last page rendered in its
+format is given that page while a fresh one renders in the background, so
+frequent scrapes never wait on a render (under a busy stream reader a render
+takes many of its milliseconds waiting for the GIL). The renders are still
+asked for by scrapes, one at a time, so there are never more of them than
+scrapes; scrapes further apart (Prometheus, every 10-60 s) always get a page
+rendered for them.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import threading
 import time
 import zlib
@@ -49,6 +50,7 @@ from binance_exporter.metrics.market import MarketCollector
 from binance_exporter.metrics.stream import StreamCollector
 from binance_exporter.model import Snapshot, StreamView
 
+LOG = logging.getLogger(__name__)
 EOF_LINE = b"# EOF\n"  # what ends an OpenMetrics document
 # Level 6 is within a few percent of 9's size at a fraction of the CPU.
 GZIP_LEVEL = 6
@@ -203,7 +205,12 @@ class Exposition:  # pylint: disable=too-many-instance-attributes
                 while not self._wanted:
                     self._refresh.wait()
                 key, encoder = self._wanted.popitem()
-            self._page(key, encoder)
+            try:
+                self._page(key, encoder)
+            except Exception:  # pylint: disable=broad-exception-caught
+                # The scrapes go on with the page they have, or render it themselves
+                # once it is older than max_lag; this thread must go on too.
+                LOG.exception("could not render the metrics page")
 
     def _part(self, encoder: Encoder, content_type: str) -> tuple[Snapshot, _Part]:
         """The current snapshot and its part in this format, rendered now if not yet."""

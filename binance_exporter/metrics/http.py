@@ -18,6 +18,7 @@ from binance_exporter import __version__
 from binance_exporter.metrics.exposition import Exposition
 
 LOG = logging.getLogger(__name__)
+NOT_READY = b"Not ready: not every question answered yet, or a job is stuck\n"
 PLAIN = "text/plain; charset=utf-8"
 
 LANDING_PAGE = """<!DOCTYPE html>
@@ -104,7 +105,7 @@ class Handler(BaseHTTPRequestHandler):
             if self.server.ready():
                 self._send(200, b"Ready\n", {"Content-Type": PLAIN})
             else:
-                self._send(503, b"Not ready: no complete refresh yet\n", {"Content-Type": PLAIN})
+                self._send(503, NOT_READY, {"Content-Type": PLAIN})
         else:
             self._send(404, b"Not found\n", {"Content-Type": PLAIN})
 

@@ -11,9 +11,9 @@ from concurrent.futures import Future
 from typing import Sequence
 
 from binance_exporter.binance.payloads import PayloadError, parse_book_tickers, parse_depth
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 from binance_exporter.binance.weights import depth_limit_for
-from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.market.types import BookTop, OrderBook
 
 

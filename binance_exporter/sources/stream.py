@@ -12,19 +12,20 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections import Counter
 from typing import Callable, Sequence
 
 import msgspec
 
+from binance_exporter.binance.backoff import MAX_RETRY
 from binance_exporter.binance.depth_events import DepthUpdate, decode_depth_update
 from binance_exporter.binance.payloads import PayloadError, parse_depth
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.recorder import Recorder
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 from binance_exporter.binance.stream_feed import StreamFeed
 from binance_exporter.binance.weights import depth_weight
-from binance_exporter.jobs.pool import DaemonPool
+from binance_exporter.sources.snapshot_schedule import SnapshotSchedule
 from binance_exporter.market.numbers import ZERO
 from binance_exporter.market.order_book import LocalBook, NotSynced, Outcome
 from binance_exporter.market.types import BookTop, OrderBook
@@ -40,93 +41,19 @@ def depth_stream(symbol: str) -> str:
     return f"{symbol.lower()}@{DEPTH_STREAM}"
 
 
-class SnapshotSchedule:
-    """When each book's next depth answer is due, paced within a weight budget.
+def _view(book: LocalBook | None, symbol: str, levels: int) -> OrderBook | Exception:
+    """The top `levels` of a book, or NotSynced when it does not follow the stream."""
+    if book is None or not book.synced:
+        return NotSynced(f"{symbol}: local order book not in sync")
+    return book.view(levels)
 
-    One daemon thread submits the fetches that fall due, so no timer outlives
-    a reconnect: `cancel` forgets what a dropped connection still had planned.
-    At most `weight_per_minute` of request weight is spent on snapshots in
-    any 60 s window (at least one snapshot a window), so a storm of gaps or
-    reconnects cannot take the weight the rankings need.
-    """
 
-    WINDOW = 60.0
-
-    def __init__(self, submit: Callable[[str], None], weight: int,
-                 weight_per_minute: float = math.inf,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._submit = submit
-        self._weight = weight
-        self._budget = weight_per_minute
-        self._clock = clock
-        self._due: dict[str, float] = {}
-        self._changed = threading.Condition()
-        self._window_start = -math.inf
-        self._spent = 0
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-
-    def schedule(self, symbol: str, delay: float = 0.0) -> None:
-        """Fetch `symbol`'s snapshot in `delay` seconds (or earlier, if already planned so)."""
-        with self._changed:
-            if self._stopped:
-                return
-            when = self._clock() + delay
-            self._due[symbol] = min(when, self._due.get(symbol, when))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="snapshot-schedule",
-                                                daemon=True)
-                self._thread.start()
-            self._changed.notify()
-
-    def cancel(self, symbols: Sequence[str]) -> None:
-        """Forget the planned fetches of `symbols`."""
-        with self._changed:
-            for symbol in symbols:
-                self._due.pop(symbol, None)
-
-    def pending(self) -> dict[str, float]:
-        """Planned fetches: symbol -> due time."""
-        with self._changed:
-            return dict(self._due)
-
-    def stop(self) -> None:
-        """Plan and submit nothing more."""
-        with self._changed:
-            self._stopped = True
-            self._due.clear()
-            self._changed.notify()
-
-    def _next(self) -> str | None:
-        """Wait for the next fetch that is due and within the budget (under the condition)."""
-        while not self._stopped:
-            if not self._due:
-                self._changed.wait()
-                continue
-            now = self._clock()
-            symbol, when = min(self._due.items(), key=lambda item: item[1])
-            if when > now:
-                self._changed.wait(when - now)
-                continue
-            if now - self._window_start >= self.WINDOW:
-                self._window_start, self._spent = now, 0
-            if self._spent and self._spent + self._weight > self._budget:
-                # This window's snapshot weight is spent: everything waits for the next.
-                resume = self._window_start + self.WINDOW
-                self._due = {s: max(due, resume) for s, due in self._due.items()}
-                continue
-            self._spent += self._weight
-            del self._due[symbol]
-            return symbol
-        return None
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                symbol = self._next()
-            if symbol is None:
-                return
-            self._submit(symbol)
+def _top(book: LocalBook | None, symbol: str) -> BookTop | Exception:
+    """Best bid and ask of a book (price 0 for an empty side), or NotSynced."""
+    if book is None or not book.synced:
+        return NotSynced(f"{symbol}: local order book not in sync")
+    bid, ask = book.best_bid(), book.best_ask()
+    return BookTop(symbol, *(bid or (ZERO, ZERO)), *(ask or (ZERO, ZERO)))
 
 
 class StreamBooks:
@@ -274,6 +201,12 @@ class StreamBooks:
                         wait)
             self.schedule.schedule(symbol, wait)
             return
+        except Exception:  # pylint: disable=broad-exception-caught
+            # Nobody reads this worker's future: a book left waiting for a
+            # snapshot that never comes would stay out of service for good.
+            LOG.exception("%s: depth snapshot failed unexpectedly; trying again", symbol)
+            self.schedule.schedule(symbol, MAX_RETRY)
+            return
         with self._lock:
             if self._epochs[symbol] != epoch:
                 return  # the connection dropped while the answer was on its way
@@ -298,25 +231,12 @@ class StreamBooks:
     def books(self, symbols: Sequence[str], levels: int) -> dict[str, OrderBook | Exception]:
         """The top `levels` of each book, NotSynced where it does not follow the stream."""
         with self._lock:
-            return {s: self._view(s, levels) for s in symbols}
-
-    def _view(self, symbol: str, levels: int) -> OrderBook | Exception:
-        book = self._books.get(symbol)
-        if book is None or not book.synced:
-            return NotSynced(f"{symbol}: local order book not in sync")
-        return book.view(levels)
+            return {s: _view(self._books.get(s), s, levels) for s in symbols}
 
     def tops(self, symbols: Sequence[str]) -> dict[str, BookTop | Exception]:
         """Best bid and ask of each book, NotSynced where it does not follow the stream."""
         with self._lock:
-            return {s: self._top(s) for s in symbols}
-
-    def _top(self, symbol: str) -> BookTop | Exception:
-        book = self._books.get(symbol)
-        if book is None or not book.synced:
-            return NotSynced(f"{symbol}: local order book not in sync")
-        bid, ask = book.best_bid(), book.best_ask()
-        return BookTop(symbol, *(bid or (ZERO, ZERO)), *(ask or (ZERO, ZERO)))
+            return {s: _top(self._books.get(s), s) for s in symbols}
 
     def update_ids(self) -> dict[str, int]:
         """Last applied final update id (`u`) of every synced book."""

@@ -292,6 +292,7 @@ STREAM_ONLY = (
     "binance_exporter.binance.stream_feed",
     "binance_exporter.binance.websocket",
     "binance_exporter.jobs.republisher",
+    "binance_exporter.sources.snapshot_schedule",
     "binance_exporter.sources.stream",
 )
 

@@ -14,9 +14,9 @@ import unittest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient
 from binance_exporter.binance.websocket import StreamSupervisor
-from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.sources.stream import StreamBooks
 from fake_binance.market import Market
 from fake_binance.server import FakeBinance

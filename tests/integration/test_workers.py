@@ -5,7 +5,7 @@ import sys
 import threading
 import unittest
 
-from binance_exporter.jobs.pool import DaemonPool
+from binance_exporter.binance.pool import DaemonPool
 
 
 class DaemonPoolTest(unittest.TestCase):
@@ -33,7 +33,7 @@ class DaemonPoolTest(unittest.TestCase):
             pool.submit(pow, 2, 2)
 
     def test_a_hanging_task_does_not_hold_the_process(self):
-        code = ("import time; from binance_exporter.jobs.pool import DaemonPool; "
+        code = ("import time; from binance_exporter.binance.pool import DaemonPool; "
                 "DaemonPool(1).submit(time.sleep, 60); print('done')")
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 timeout=20, check=False)

@@ -25,11 +25,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import ApiStats, BinanceClient
 from binance_exporter.binance.websocket import StreamSupervisor
 from binance_exporter.config import AnalyticsConfig, RankingConfig
 from binance_exporter.jobs.analytics import AnalyticsJob
-from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.rankings import Ranking, RankingsJob
 from binance_exporter.market.types import ExchangeInfo, SymbolInfo, Ticker24h

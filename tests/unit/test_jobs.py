@@ -8,10 +8,14 @@ from typing import Any
 
 from binance_exporter.binance import rest
 from binance_exporter.binance.backoff import retry_delay
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceError
-from binance_exporter.config import Config, RankingConfig, planned_weight_per_minute
-from binance_exporter.config import rankings_weight
-from binance_exporter.jobs.pool import DaemonPool
+from binance_exporter.config import (
+    Config,
+    RankingConfig,
+    planned_weight_per_minute,
+    rankings_weight,
+)
 from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.rankings import RankingsJob
 from binance_exporter.jobs.scheduler import Jobs, Scheduler

@@ -8,15 +8,16 @@ import unittest
 from decimal import Decimal as D
 
 from binance_exporter.binance import rest
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceError
 from binance_exporter.binance.websocket import stream_type
 from binance_exporter.config import RankingConfig
-from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.rankings import RankingsJob
 from binance_exporter.market.order_book import NotSynced
 from binance_exporter.model import SPREADS, SnapshotStore
-from binance_exporter.sources.stream import SnapshotSchedule, StreamBooks, depth_stream
+from binance_exporter.sources.snapshot_schedule import SnapshotSchedule
+from binance_exporter.sources.stream import StreamBooks, depth_stream
 from tests.support import wait_until
 from tests.unit.test_jobs import StubClient
 
@@ -286,6 +287,17 @@ class StreamQuotesTest(unittest.TestCase):
         self.assertEqual(books_snapshot.answers.deltas["BTCUSDT"], 0)
         reported = self.quotes.refresh_spreads()
         self.assertEqual(reported.answers.deltas["BTCUSDT"], D("0.3"))
+
+    def test_one_book_out_of_sync_does_not_freeze_the_others_deltas(self):
+        self.refresh_rankings()
+        self.sync_all()
+        self.quotes.refresh_spreads()
+        self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 7, 7, asks=[("100.2", "1")]))
+        self.books.on_data(depth_stream("ETHUSDT"), event("ETHUSDT", 50, 51))  # a gap
+        reported = self.quotes.refresh_spreads()
+        self.assertFalse(reported.jobs[SPREADS].success)
+        self.assertNotIn("ETHUSDT", reported.answers.spreads)
+        self.assertEqual(reported.answers.deltas["BTCUSDT"], D("0.3"))  # 0.5 -> 0.2, not frozen
 
     def test_out_of_sync_book_is_absent(self):
         self.refresh_rankings()

@@ -75,6 +75,28 @@ class WatchdogTest(unittest.TestCase):
         with self.assertLogs("binance_exporter.jobs.supervisor", "ERROR"):
             self.assertEqual(self.watchdog.check(), [RANKINGS])
 
+    def test_a_job_hung_while_holding_its_turn_is_still_marked(self):
+        held, release = threading.Event(), threading.Event()
+
+        def hang() -> None:
+            with self.store.turn:  # as a job waiting on a request that never ends
+                held.set()
+                release.wait(10)
+
+        threading.Thread(target=hang, daemon=True).start()
+        self.addCleanup(release.set)
+        self.assertTrue(held.wait(5))
+        self.now[0] = 31.0
+        checked: list[list[str]] = []
+        checker = threading.Thread(target=lambda: checked.append(self.watchdog.check()),
+                                   daemon=True)
+        with self.assertLogs("binance_exporter.jobs.supervisor", "ERROR"):
+            checker.start()
+            checker.join(5)
+        self.assertFalse(checker.is_alive(), "the watchdog waited on the hung job")
+        self.assertEqual(checked, [[SPREADS]])
+        self.assertTrue(self.store.current().jobs[SPREADS].stuck)
+
     def test_a_back_off_binance_asked_for_extends_the_deadline(self):
         self.now[0] = 20.0
         self.blocked[0] = 100.0  # a 429 asked for 100 s: the deadline counts from 120
