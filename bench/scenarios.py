@@ -18,9 +18,9 @@ from typing import Callable
 
 from bench import request_log
 from bench.probes import Child, cpu_seconds, get, median, rss_mb
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient
 from binance_exporter.config import SPREADS_ALL, RankingConfig
-from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.rankings import RankingsJob
 from binance_exporter.metrics.exposition import build_exposition

@@ -36,10 +36,10 @@ import time
 from decimal import Decimal
 from typing import Callable
 
+from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import ApiStats
 from binance_exporter.binance.websocket import StreamSupervisor
 from binance_exporter.config import RankingConfig
-from binance_exporter.jobs.pool import DaemonPool
 from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.republisher import Republisher
 from binance_exporter.market.types import SymbolInfo, Ticker24h
