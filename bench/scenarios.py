@@ -282,7 +282,8 @@ def measure_render(extra_symbols: int, runs: int = 5) -> float:
             raise RuntimeError(f"the rankings run failed: {store.current().jobs}")
         QuotesJob(RestSource(client, pool, all_symbols=True), pool, store, config) \
             .with_ranking(ranking)
-        exposition = build_exposition(store.current, client.stats)
+        # No lag: each timed scrape renders for the copy just published.
+        exposition = build_exposition(store.current, client.stats, max_lag=0.0)
         times = []
         for _ in range(runs):
             store.publish(replace(store.current()))
