@@ -86,12 +86,16 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         connection.close()
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of `pid` in MB of 10**6 bytes (VmRSS is in KiB)."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident set size of `pid` in MB of 10**6 bytes (the /proc fields are in KiB).
+
+    `field` "VmHWM" gives the high-water mark: the largest RSS the process
+    has had, however briefly, which sampling every few seconds would miss.
+    """
     for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024 / 1e6
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no {field} for pid {pid}")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -305,6 +305,7 @@ class MemoryRun:
     samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB)
     spread_weights: list[int] = field(default_factory=list)
     scrapes: int = 0
+    high_water: float = 0.0  # VmHWM at the end of the run, MB
 
     @property
     def final(self) -> float:
@@ -313,8 +314,8 @@ class MemoryRun:
 
     @property
     def peak(self) -> float:
-        """Largest MB seen."""
-        return max(mib for _, mib in self.samples)
+        """Largest MB the process had: its high-water mark, or the samples' largest."""
+        return max(self.high_water, max(mib for _, mib in self.samples))
 
 
 def _scrape_every(child: Child, period: float, stop: threading.Event,
@@ -381,7 +382,11 @@ def measure_memory(targets: list[Target], extra_symbols: int, seconds: float,
         _sample(children, runs, seconds, progress)
     finally:
         stop.set()
-        for child in children.values():
+        for name, child in children.items():
+            try:
+                runs[name].high_water = rss_mb(child.pid, "VmHWM")
+            except (OSError, RuntimeError):
+                pass  # the process is already gone: the samples stand
             child.stop()
         for fake in fakes.values():
             fake.stop()

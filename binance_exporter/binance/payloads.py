@@ -26,8 +26,11 @@ The ranges, from what Binance documents and sends:
 from __future__ import annotations
 
 import re
+import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import msgspec
 
 from binance_exporter.market.trades import AggTrade
 from binance_exporter.market.types import (
@@ -245,3 +248,37 @@ def parse_agg_trades(payload: Any) -> list[AggTrade]:
     if not isinstance(payload, list):
         raise PayloadError("aggTrades: expected an array")
     return [parse_agg_trade(item) for item in payload]
+
+
+class _SymbolFields(msgspec.Struct, gc=False, omit_defaults=True):
+    """The fields of an exchangeInfo symbol the exporter reads; the rest is skipped."""
+
+    symbol: Any = None
+    status: Any = None
+    baseAsset: Any = None  # pylint: disable=invalid-name  # Binance's field names
+    quoteAsset: Any = None  # pylint: disable=invalid-name
+
+
+class _ExchangeInfoFields(msgspec.Struct, gc=False, omit_defaults=True):
+    """The fields of exchangeInfo the exporter reads."""
+
+    symbols: list[_SymbolFields] | None = None
+    rateLimits: Any = None  # pylint: disable=invalid-name
+
+
+_EXCHANGE_INFO = msgspec.json.Decoder(_ExchangeInfoFields)
+
+
+def decode_exchange_info(body: bytes) -> Any:
+    """exchangeInfo's JSON text as plain data, keeping only what `parse_exchange_info` reads.
+
+    The whole answer is megabytes (filters and permissions for every
+    symbol); decoding it into Python objects costs several times its size
+    during every rankings run. msgspec reads past the fields not asked for
+    without building them. An answer not of that shape is decoded whole
+    instead, so that `parse_exchange_info` names what is wrong with it.
+    """
+    try:
+        return msgspec.to_builtins(_EXCHANGE_INFO.decode(body))
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return json.loads(body)

@@ -54,6 +54,7 @@ from binance_exporter.binance.errors import (
     BinanceError,
     clip,
 )
+from binance_exporter.binance.payloads import decode_exchange_info
 from binance_exporter.binance.session import (
     MAX_ANSWER_BYTES,
     AnswerTooLarge,
@@ -182,7 +183,8 @@ class BinanceClient:
             plain = getattr(spot, "session", None)
             if isinstance(plain, requests.Session) and not isinstance(plain, BoundedSession):
                 # The connector sends through `spot.session`; keep its headers.
-                bounded = BoundedSession(self.timeout, self.max_answer_bytes)
+                bounded = BoundedSession(self.timeout, self.max_answer_bytes,
+                                         decoders={EXCHANGE_INFO: decode_exchange_info})
                 bounded.headers.update(plain.headers)
                 plain.close()
                 spot.session = bounded

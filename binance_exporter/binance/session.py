@@ -36,7 +36,8 @@ import json
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -258,10 +259,14 @@ class BoundedSession(requests.Session):
     `ErrorAnswer`, or what `requests` raises for a refused connection.
     """
 
-    def __init__(self, timeout: float, max_bytes: int = MAX_ANSWER_BYTES) -> None:
+    def __init__(self, timeout: float, max_bytes: int = MAX_ANSWER_BYTES,
+                 decoders: Mapping[str, Callable[[bytes], Any]] | None = None) -> None:
         super().__init__()
         self.timeout = timeout
         self.max_bytes = max_bytes
+        # URL path -> how to turn a 200 answer's body into data, instead of
+        # decoding all of its JSON (see `payloads.decode_exchange_info`).
+        self.decoders = dict(decoders or {})
         adapter = _WatchedAdapter()
         self.mount("http://", adapter)
         self.mount("https://", adapter)
@@ -340,6 +345,10 @@ class BoundedSession(requests.Session):
             # Binance's JSON is UTF-8; without this, `.text` would guess the
             # encoding by scanning the whole body.
             response.encoding = "utf-8"
+        decoder = self.decoders.get(urlsplit(response.url).path)
+        if decoder is not None and response.status_code == 200:
+            body_bytes = response.content
+            response.json = lambda **_options: decoder(body_bytes)  # type: ignore[method-assign]
 
     @staticmethod
     def _judge(response: requests.Response) -> requests.Response:

@@ -226,3 +226,18 @@ class ChosenBodyTest(HostileCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SlimExchangeInfoTest(HostileCase):
+    """exchangeInfo comes back with only the fields the exporter reads."""
+
+    def test_filters_and_permissions_are_never_decoded(self):
+        symbol = {"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC",
+                  "quoteAsset": "USDT", "filters": [{"filterType": "PRICE_FILTER"}] * 50,
+                  "permissions": ["SPOT"] * 50}
+        self.server.behaviour = hostile.answer({"timezone": "UTC", "symbols": [symbol],
+                                                "rateLimits": []})
+        answer = self.client().exchange_info()
+        self.assertEqual(answer, {"symbols": [{"symbol": "BTCUSDT", "status": "TRADING",
+                                               "baseAsset": "BTC", "quoteAsset": "USDT"}],
+                                  "rateLimits": []})

@@ -5,13 +5,17 @@ PayloadError (and BinanceError) only, so any other exception would end a
 worker thread instead of failing one refresh.
 """
 
+import json
 import unittest
 from decimal import Decimal as D
+from pathlib import Path
 from typing import Any, Callable
 
 from binance_exporter.binance import payloads
 from binance_exporter.binance.payloads import PayloadError, to_decimal
 
+FIXTURES = (Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+            / "binance-spot-mainnet-2021-10-22")
 DEPTH = {"lastUpdateId": 1027024, "bids": [["4.00000000", "431.00000000"]],
          "asks": [["4.00000200", "12.00000000"]]}
 TICKER = {"symbol": "BNBBTC", "volume": "8913.30000000", "quoteVolume": "15.30000000",
@@ -244,3 +248,21 @@ class ExchangeInfoRuleTest(ParseRuleCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DecodeExchangeInfoTest(unittest.TestCase):
+    """exchangeInfo decoded keeping only the fields the exporter reads."""
+
+    def test_the_slim_decoding_parses_like_the_whole_answer(self):
+        body = (FIXTURES / "exchange_info_BTCUSDT_ETHUSDT.json").read_bytes()
+        slim = payloads.decode_exchange_info(body)
+        self.assertEqual(set(slim["symbols"][0]), {"symbol", "status", "baseAsset", "quoteAsset"})
+        self.assertEqual(payloads.parse_exchange_info(slim),
+                         payloads.parse_exchange_info(json.loads(body)))
+
+    def test_an_answer_of_another_shape_is_decoded_whole_and_refused_by_the_parser(self):
+        for body in (b'{"symbols": 5}', b'{"symbols": [7]}', b"[]"):
+            with self.subTest(body=body):
+                self.assertEqual(payloads.decode_exchange_info(body), json.loads(body))
+                with self.assertRaises(payloads.PayloadError):
+                    payloads.parse_exchange_info(payloads.decode_exchange_info(body))
