@@ -4,7 +4,7 @@
 the store, the book source of the chosen mode, the jobs and the HTTP server,
 and hands each part exactly what it needs. `run` serves until SIGTERM/SIGINT;
 `once` answers once for `--once`. Stream mode's modules (the websocket client,
-msgspec) are imported only when stream mode is chosen.
+the local books' sync) are imported only when stream mode is chosen.
 """
 
 from __future__ import annotations
