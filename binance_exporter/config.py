@@ -24,6 +24,7 @@ from binance_exporter.binance.weights import (
 )
 from binance_exporter.market.rankings import shard_owns
 from binance_exporter.market.types import QUOTE_VOLUME
+from binance_exporter.metrics.web_config import WebConfig
 
 SPREADS_TOP, SPREADS_ALL, SPREADS_LIST = "top", "all", "list"
 REST, STREAM = "rest", "stream"
@@ -48,6 +49,8 @@ class RankingConfig:
     spread_list: tuple[str, ...] = ()
     quote_assets: tuple[str, ...] = ()
     shard: tuple[int, int] = (0, 1)  # (index, count): this exporter's part of the market
+    # The currency every notional, depth and order size is also given in.
+    reference_asset: str = "USDT"
 
     def owns(self, symbol: str) -> bool:
         """True when this exporter's shard exports `symbol`."""
@@ -68,6 +71,7 @@ class StreamConfig:
 class AnalyticsConfig:
     """What to simulate and measure, and how often."""
 
+    # Order sizes in the reference asset (`RankingConfig.reference_asset`).
     fill_notionals: tuple[Decimal, ...] = (Decimal(1000), Decimal(10000), Decimal(100000))
     depth_bands: tuple[Decimal, ...] = (
         Decimal("0.001"), Decimal("0.005"), Decimal("0.01"), Decimal("0.02"),
@@ -94,6 +98,7 @@ class Config:  # pylint: disable=too-many-instance-attributes
     ranking: RankingConfig = RankingConfig()
     stream: StreamConfig | None = None  # None: REST mode
     analytics: AnalyticsConfig | None = AnalyticsConfig()  # None: --no-analytics
+    web: WebConfig | None = None  # --web-config-file; None: plain HTTP, no auth
 
     def check(self) -> None:
         """Raise ConfigError for a configuration that cannot work."""

@@ -49,6 +49,13 @@ class Answers:
     deltas: Mapping[str, Decimal]  # question 5
     vwap: Mapping[str, Decimal] = field(default_factory=dict)  # VWAP mid of each book read
     vwap_averages: Mapping[tuple[str, str], Decimal] = field(default_factory=dict)  # (sym, window)
+    # The reference currency: every symbol whose figures are converted, by its
+    # quote asset; the rate of each quote asset that converts (reference units
+    # per unit, 1 for the reference itself); the notionals converted with them.
+    reference_asset: str = "USDT"
+    quote_assets: Mapping[str, str] = field(default_factory=dict)
+    reference_prices: Mapping[str, Decimal] = field(default_factory=dict)
+    notional_reference: Mapping[str, SideNotional] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,15 @@ class JobState:
 
 @dataclass(frozen=True)
 class BookAnalytics:
-    """Simulated fills and depth bands of one symbol's depth snapshot."""
+    """Simulated fills and depth bands of one symbol's depth snapshot.
 
-    fills: Mapping[tuple[str, Decimal], Fill]  # (taker side, notional) -> fill
-    bands: Mapping[tuple[str, Decimal], Decimal]  # (book side, band) -> notional
+    The order sizes are reference-currency amounts: no fill without a rate.
+    """
+
+    # (taker side, reference notional) -> fill of that amount converted to the quote asset
+    fills: Mapping[tuple[str, Decimal], Fill]
+    bands: Mapping[tuple[str, Decimal], Decimal]  # (book side, band) -> quote notional
+    bands_reference: Mapping[tuple[str, Decimal], Decimal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

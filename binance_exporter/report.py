@@ -30,6 +30,12 @@ def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
+def _sides(notional: Any, symbol: str) -> dict[str, float | None]:
+    side = notional.get(symbol)
+    return {"bids": _float(side.bids) if side else None,
+            "asks": _float(side.asks) if side else None}
+
+
 def to_json_dict(answers: Answers) -> dict[str, Any]:
     """The `--output json` document (missing values are null, never 0)."""
     return {
@@ -38,13 +44,12 @@ def to_json_dict(answers: Answers) -> dict[str, Any]:
             for t in answers.top_btc
         ],
         "top_usdt_by_trades": [{"symbol": t.symbol, "trades": t.trades} for t in answers.top_usdt],
-        "notional": {
-            t.symbol: {
-                "bids": _float(side.bids) if (side := answers.notional.get(t.symbol)) else None,
-                "asks": _float(side.asks) if side else None,
-            }
-            for t in answers.top_btc
-        },
+        "notional": {t.symbol: _sides(answers.notional, t.symbol)
+                     for t in answers.top_btc},
+        "reference_asset": answers.reference_asset,
+        "reference_prices": {a: float(r) for a, r in sorted(answers.reference_prices.items())},
+        "notional_reference": {t.symbol: _sides(answers.notional_reference, t.symbol)
+                               for t in answers.top_btc},
         "spread": {s: _float(answers.spreads.get(s)) for s in answers.spread_symbols},
     }
 
@@ -53,6 +58,7 @@ def _fill_dict(fill: Fill) -> dict[str, Any]:
     return {
         "average_price": _float(fill.average_price) if fill.complete else None,
         "slippage_ratio": _float(fill.slippage_ratio) if fill.complete else None,
+        "quote_notional": float(fill.requested),
         "levels_used": fill.levels_used,
         "unfilled_notional": float(fill.unfilled_notional),
         "levels": [
@@ -63,7 +69,11 @@ def _fill_dict(fill: Fill) -> dict[str, Any]:
 
 
 def fills_json_dict(analytics: Analytics) -> dict[str, Any]:
-    """The `fills` section: per symbol, side and notional, the order's split by level."""
+    """The `fills` section: per symbol, side and reference notional, the split by level.
+
+    Each order is keyed by its reference-currency amount; `quote_notional` is
+    that amount in the symbol's quote asset at the rate of the fill.
+    """
     fills: dict[str, Any] = {}
     for symbol, book in sorted(analytics.books.items()):
         sides: dict[str, Any] = {}
@@ -78,15 +88,26 @@ def to_json(answers: Answers, analytics: Analytics | None = None) -> str:
     document = to_json_dict(answers)
     if analytics is not None:
         document["fills"] = fills_json_dict(analytics)
+        document["depth_reference"] = {
+            symbol: {f"{side} {plain(band)}": float(value)
+                     for (side, band), value in sorted(book.bands_reference.items())}
+            for symbol, book in sorted(analytics.books.items())
+        }
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
-def fills_text(analytics: Analytics) -> str:
-    """The simulated market orders, level by level, as text."""
+def fills_text(analytics: Analytics, answers: Answers | None = None) -> str:
+    """The simulated market orders, level by level, as text.
+
+    Each order is named by its reference amount and that amount in the quote asset.
+    """
+    reference = answers.reference_asset if answers is not None else ""
+    quotes = answers.quote_assets if answers is not None else {}
     lines = ["Simulated market orders (no order is sent), split by price level:"]
     for symbol, book in sorted(analytics.books.items()):
         for (side, notional), fill in sorted(book.fills.items()):
-            head = f"  {symbol:<14} {side:<4} {plain(notional):>8}:"
+            head = (f"  {symbol:<14} {side:<4} {plain(notional):>8} {reference}"
+                    f" = {plain(fill.requested)} {quotes.get(symbol, '')}:")
             if fill.complete:
                 head += (f" average={plain(fill.average_price)}"
                          f" slippage={plain(fill.slippage_ratio)} levels={fill.levels_used}")
@@ -114,11 +135,19 @@ def to_text(answers: Answers, volume_field: str, depth_levels: int) -> str:
     lines.append(f"Top {len(answers.top_usdt)} USDT-quoted symbols by 24h number of trades:")
     for rank, t in enumerate(answers.top_usdt, 1):
         lines.append(f"  {rank}. {t.symbol:<14} trades={t.trades}")
-    lines.append(f"Notional of the top {depth_levels} bids and asks (in the quote asset):")
+    reference = answers.reference_asset
+    lines.append(f"Notional of the top {depth_levels} bids and asks (in the quote asset, "
+                 f"and in {reference}):")
     for t in answers.top_btc:
         side = answers.notional.get(t.symbol)
         bids, asks = (side.bids, side.asks) if side else (None, None)
-        lines.append(f"  {t.symbol:<14} bids={plain(bids)}  asks={plain(asks)}")
+        side = answers.notional_reference.get(t.symbol)
+        ref_bids, ref_asks = (side.bids, side.asks) if side else (None, None)
+        lines.append(f"  {t.symbol:<14} bids={plain(bids)}  asks={plain(asks)}"
+                     f"  ({reference}: bids={plain(ref_bids)}  asks={plain(ref_asks)})")
+    prices = ", ".join(f"{asset}={plain(rate)}"
+                       for asset, rate in sorted(answers.reference_prices.items()))
+    lines.append(f"Reference prices ({reference} per unit): {prices or 'none'}")
     lines.append(f"Spread (best ask - best bid) of {len(answers.spread_symbols)} symbols:")
     for symbol in answers.spread_symbols[:MAX_LISTED]:
         lines.append(f"  {symbol:<14} {plain(answers.spreads.get(symbol))}")

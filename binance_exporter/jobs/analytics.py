@@ -10,6 +10,11 @@ at the request limit, or a band whose edge lies beyond it, may be wrong, so
 neither is exported (reason `beyond_snapshot`). A fill that runs past the
 end of a side Binance returned whole is really unfillable, and
 `binance_fill_unfilled_notional` says by how much.
+
+Order sizes are reference-currency amounts, converted to the book's quote
+asset at the rate the latest spreads reading gave (`Answers.reference_prices`);
+the depth bands are also converted with it. A book whose quote asset has no
+rate gets no fills and no converted bands (reason `no_reference_price`).
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ from binance_exporter.market.fills import (
     mid_price,
     simulate_fill,
 )
+from binance_exporter.market.conversion import NO_REFERENCE_PRICE, from_reference, to_reference
 from binance_exporter.market.quotes import book_problem
 from binance_exporter.market.trades import TradeFlow, gap_possible, next_page_params
 from binance_exporter.market.types import Level, OrderBook
 from binance_exporter.model import (
     ANALYTICS,
     Analytics,
+    Answers,
     BookAnalytics,
     Snapshot,
     SnapshotStore,
@@ -53,6 +60,13 @@ BEYOND_SNAPSHOT = "beyond_snapshot"
 def _returned_whole(levels: Sequence[Level], limit: int) -> bool:
     """True when Binance returned the whole side, not a side cut at `limit`."""
     return len(levels) < limit
+
+
+def _rate(answers: Answers | None, symbol: str) -> Decimal | None:
+    """The reference price of `symbol`'s quote asset, None when it has none."""
+    if answers is None or (quote := answers.quote_assets.get(symbol)) is None:
+        return None
+    return answers.reference_prices.get(quote)
 
 
 class AnalyticsJob:
@@ -100,7 +114,8 @@ class AnalyticsJob:
         error: Exception | None = None
         for symbol, future in depth_futures.items():
             try:
-                books[symbol] = self._book(parse_depth(future.result(), symbol))
+                book = parse_depth(future.result(), symbol)
+                books[symbol] = self._book(book, _rate(previous.answers, symbol))
             except READ_ERRORS as exc:
                 if isinstance(exc, BinanceError) and exc.invalid_symbol:
                     self.store.skip(ANALYTICS, INVALID_SYMBOL)
@@ -125,7 +140,7 @@ class AnalyticsJob:
         return self.store.record({ANALYTICS: (error, started)},
                                  analytics=Analytics(books=books, trades=trades))
 
-    def _book(self, book: OrderBook) -> BookAnalytics:
+    def _book(self, book: OrderBook, rate: Decimal | None) -> BookAnalytics:
         limit = self.config.depth_limit
         mid = mid_price(book)
         if mid is None:
@@ -134,7 +149,10 @@ class AnalyticsJob:
         fills: dict[tuple[str, Decimal], Fill] = {}
         for side, levels in ((BUY, book.asks), (SELL, book.bids)):
             for notional in self.config.fill_notionals:
-                fill = simulate_fill(levels, notional, mid)
+                if rate is None:
+                    self.store.skip(ANALYTICS, NO_REFERENCE_PRICE)
+                    continue
+                fill = simulate_fill(levels, from_reference(notional, rate), mid)
                 if fill.complete or _returned_whole(levels, limit):
                     fills[(side, notional)] = fill
                 else:
@@ -153,7 +171,12 @@ class AnalyticsJob:
                     bands[(side, band)] = depth_within(levels, mid, band, side)
                 else:
                     self.store.skip(ANALYTICS, BEYOND_SNAPSHOT)
-        return BookAnalytics(fills=fills, bands=bands)
+        if rate is None:
+            for _ in bands:
+                self.store.skip(ANALYTICS, NO_REFERENCE_PRICE)
+            return BookAnalytics(fills=fills, bands=bands)
+        return BookAnalytics(fills=fills, bands=bands, bands_reference={
+            key: to_reference(value, rate) for key, value in bands.items()})
 
     def _follow_trades(self, symbol: str) -> None:
         """Page aggTrades by id from where the last run stopped (worker thread)."""

@@ -29,6 +29,7 @@ from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceError
 from binance_exporter.config import RankingConfig
 from binance_exporter.jobs.rankings import Ranking
+from binance_exporter.jobs.reference import ReferencePrices
 from binance_exporter.market.quotes import (
     CROSSED,
     EMPTY,
@@ -57,6 +58,7 @@ class Spreads:
     ratios: dict[str, Decimal] = field(default_factory=dict)
     error: Exception | None = None  # set when some symbols could not be measured
     measured: bool = True  # False: nothing was read, `values` are the previous ones
+    rates: dict[str, Decimal] = field(default_factory=dict)  # reference prices, same reading
 
 
 @dataclass
@@ -83,7 +85,22 @@ def spreads_or_kept(read: Callable[[], Spreads], symbols: list[str],
             {s: v for s, v in previous.spread_ratios.items() if s in kept},
             exc,
             measured=False,
+            rates=dict(previous.reference_prices),
         )
+
+
+def book_notional(book: OrderBook, levels: int, store: SnapshotStore) -> SideNotional | None:
+    """Notional per side, skipping sides that are empty and books that are crossed."""
+    problem = book_problem(book)
+    if problem in (EMPTY, CROSSED):
+        store.skip(RANKINGS, problem)
+        return None
+    if problem == ONE_SIDED:
+        store.skip(RANKINGS, ONE_SIDED)
+    return SideNotional(
+        bids=side_notional(book.bids, levels) if book.bids else None,
+        asks=side_notional(book.asks, levels) if book.asks else None,
+    )
 
 
 class QuotesJob:  # pylint: disable=too-many-instance-attributes
@@ -96,6 +113,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         store: SnapshotStore,
         config: RankingConfig,
         clock: Callable[[], float] = time.time,
+        convert_also: Sequence[str] = (),
     ) -> None:
         self.source = source
         self.pool = pool
@@ -104,6 +122,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         self._clock = clock
         self._reported: dict[str, Decimal] = {}  # the spreads the last delta was taken from
         self._vwaps = VwapTracker(config.depth_levels)
+        self.reference = ReferencePrices(config.reference_asset, store, convert_also)
 
     # Entry points -----------------------------------------------------------
 
@@ -112,8 +131,11 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         owns = self.config.owns
         book_symbols = ranking.book_symbols(owns)
         spread_symbols = list(ranking.spread_symbols)
+        self.reference.plan(ranking.info, [t.symbol for t in (*ranking.top_btc,
+                                                              *ranking.top_usdt)])
         # Outside the turn: following new streams may wait on old connections.
-        self.source.track(book_symbols + spread_symbols)
+        self.source.track(list(dict.fromkeys(book_symbols + spread_symbols
+                                             + self.reference.symbols)))
         with self.store.turn:
             previous = self.store.current().answers
             spreads_future = self.pool.submit(self._spreads, spread_symbols)
@@ -131,6 +153,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
                 spread_ratios=spreads.ratios,
                 deltas=self._deltas(previous, spreads),
                 **self._vwap_fields(reading.vwaps),
+                **self.reference.fields(reading.notional, spreads.rates, RANKINGS),
             )
             # The spreads ride along from the start: both durations are the whole run's.
             return self.store.record(
@@ -149,7 +172,8 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
             symbols = list(previous.spread_symbols)
             spreads = spreads_or_kept(lambda: self._spreads(symbols), symbols, previous)
             answers = replace(previous, spreads=spreads.values, spread_ratios=spreads.ratios,
-                              deltas=self._deltas(previous, spreads))
+                              deltas=self._deltas(previous, spreads),
+                              **self.reference.fields(previous.notional, spreads.rates, SPREADS))
             return self.store.record({SPREADS: (spreads.error, started)}, answers=answers)
 
     def refresh_books(self) -> Snapshot:
@@ -175,6 +199,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
                 spread_ratios=spreads.ratios,
                 deltas={s: d for s, d in answers.deltas.items() if s in spreads.values},
                 **self._vwap_fields(reading.vwaps),
+                **self.reference.fields(reading.notional, spreads.rates, SPREADS),
             )
             # Reported as the `spreads` job: it is what keeps them current.
             return self.store.record({SPREADS: (error, started)}, answers=updated)
@@ -188,7 +213,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
             if isinstance(book, Exception):
                 self._failed_book(symbol, book, previous, reading)
                 continue
-            value = self._book_notional(book)
+            value = book_notional(book, self.config.depth_levels, self.store)
             if value is not None:
                 reading.notional[symbol] = value
                 if (mid := self._vwaps.mid(symbol, book)) is not None:
@@ -210,20 +235,6 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
             if previous is not None and symbol in previous.notional:
                 reading.notional[symbol] = previous.notional[symbol]
 
-    def _book_notional(self, book: OrderBook) -> SideNotional | None:
-        """Notional per side, skipping sides that are empty and books that are crossed."""
-        problem = book_problem(book)
-        if problem in (EMPTY, CROSSED):
-            self.store.skip(RANKINGS, problem)
-            return None
-        if problem == ONE_SIDED:
-            self.store.skip(RANKINGS, ONE_SIDED)
-        levels = self.config.depth_levels
-        return SideNotional(
-            bids=side_notional(book.bids, levels) if book.bids else None,
-            asks=side_notional(book.asks, levels) if book.asks else None,
-        )
-
     def _free_vwaps(self, reading: BookReading, spread_symbols: Sequence[str]) -> None:
         """VWAP mids of the spread books too, when reading a book costs nothing."""
         if not self.source.free_books:
@@ -239,7 +250,8 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
 
     def _spreads(self, symbols: list[str]) -> Spreads:
         """Spread and spread/mid of each symbol's best quotes; problems are counted, not kept."""
-        tops = self.source.tops(symbols)
+        # The converting books ride in the same read: no request of their own.
+        tops = self.source.tops(list(dict.fromkeys(symbols + self.reference.symbols)))
         values: dict[str, Decimal] = {}
         ratios: dict[str, Decimal] = {}
         not_synced: list[str] = []
@@ -256,7 +268,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
                 ratios[symbol] = spread_ratio(top)  # type: ignore[assignment]
         error = NotSynced(f"order books not in sync: {', '.join(not_synced)}") if not_synced \
             else None
-        return Spreads(values, ratios, error)
+        return Spreads(values, ratios, error, rates=self.reference.rates(tops))
 
     def _deltas(self, previous: Answers | None, spreads: Spreads) -> dict[str, Decimal]:
         """Change since the spreads of the previous report (rankings or spreads run).

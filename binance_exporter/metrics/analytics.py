@@ -10,8 +10,9 @@ from prometheus_client.core import Metric
 from binance_exporter.metrics.families import CACHED, FamilyCollector, counter, gauge
 from binance_exporter.model import Analytics, Snapshot
 
-FILL = "Simulated market order of `notional` quote asset walked through a GET /api/v3/depth " \
-    "snapshot (buy: asks, sell: bids); no order is sent. "
+FILL = "Simulated market order of `notional` in the reference asset (--reference-asset, " \
+    "default USDT), converted to the quote asset at binance_reference_price, walked through a " \
+    "GET /api/v3/depth snapshot (buy: asks, sell: bids); no order is sent. "
 FILL_LABELS = ("symbol", "side", "notional")
 AGG_TRADES = "from GET /api/v3/aggTrades paged by id since the exporter started following " \
     "the symbol; taker side from the maker flag. "
@@ -29,7 +30,7 @@ FILL_LEVELS = gauge(
 )
 FILL_UNFILLED = gauge(
     "binance_fill_unfilled_notional",
-    FILL + "Quote notional the whole visible side could not fill; only for orders "
+    FILL + "Quote-asset notional the whole visible side could not fill; only for orders "
     "larger than the book. " + CACHED,
     *FILL_LABELS,
 )
@@ -37,6 +38,13 @@ DEPTH = gauge(
     "binance_order_book_depth_notional",
     "Quote notional resting within `band` (a ratio) of the mid price, edges included, "
     "from GET /api/v3/depth; band 0.02 is the '2% depth' listing sites quote. " + CACHED,
+    "symbol", "side", "band",
+)
+DEPTH_REFERENCE = gauge(
+    "binance_order_book_depth_notional_reference",
+    "binance_order_book_depth_notional converted to the reference asset (--reference-asset, "
+    "default USDT) at binance_reference_price of the quote asset, at the time of the depth "
+    "snapshot; absent when the quote asset has no reference price. " + CACHED,
     "symbol", "side", "band",
 )
 TRADES = counter("binance_trades", "Trades " + AGG_TRADES, "symbol", "taker_side")
@@ -73,13 +81,14 @@ class AnalyticsCollector(FamilyCollector):
         binance_fill_levels{notional="1000000",side="sell",symbol="BTCUSDT"} 9.0
         binance_fill_unfilled_notional{notional="1000000",side="sell",symbol="BTCUSDT"} 999500.0
         binance_order_book_depth_notional{band="0.02",side="bid",symbol="BTCUSDT"} 12345.6
+        binance_order_book_depth_notional_reference{band="0.02",side="bid",symbol="BTCUSDT"} 12345.6
         binance_trades_total{symbol="BTCUSDT",taker_side="buy"} 3.0
         binance_traded_base_volume_total{symbol="BTCUSDT",taker_side="buy"} 0.5
         binance_traded_quote_volume_total{symbol="BTCUSDT",taker_side="buy"} 25000.0
         binance_last_trade_price{symbol="BTCUSDT"} 50000.0
     """
 
-    families = (FILL_AVERAGE, FILL_SLIPPAGE, FILL_LEVELS, FILL_UNFILLED, DEPTH,
+    families = (FILL_AVERAGE, FILL_SLIPPAGE, FILL_LEVELS, FILL_UNFILLED, DEPTH, DEPTH_REFERENCE,
                 TRADES, BASE_VOLUME, QUOTE_VOLUME, LAST_PRICE)
 
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
@@ -95,6 +104,7 @@ class AnalyticsCollector(FamilyCollector):
 def _fills(analytics: Analytics) -> Iterator[Metric]:
     average, slippage = FILL_AVERAGE.new(), FILL_SLIPPAGE.new()
     levels, unfilled, depth = FILL_LEVELS.new(), FILL_UNFILLED.new(), DEPTH.new()
+    depth_reference = DEPTH_REFERENCE.new()
     for symbol, book in sorted(analytics.books.items()):
         for (side, notional), fill in sorted(book.fills.items()):
             key = [symbol, side, decimal_label(notional)]
@@ -107,7 +117,9 @@ def _fills(analytics: Analytics) -> Iterator[Metric]:
                 unfilled.add_metric(key, float(fill.unfilled_notional))
         for (side, band), value in sorted(book.bands.items()):
             depth.add_metric([symbol, side, decimal_label(band)], float(value))
-    yield from (average, slippage, levels, unfilled, depth)
+        for (side, band), value in sorted(book.bands_reference.items()):
+            depth_reference.add_metric([symbol, side, decimal_label(band)], float(value))
+    yield from (average, slippage, levels, unfilled, depth, depth_reference)
 
 
 def _flow(analytics: Analytics) -> Iterator[Metric]:

@@ -22,7 +22,8 @@ DURATION = gauge("binance_refresh_duration_seconds", "How long the job's latest 
 SKIPPED = counter(
     "binance_skipped_values",
     "Values not exported because the book or quote was empty, one-sided or crossed, its "
-    "symbol no longer exists, or the figure needed levels beyond the depth answer.",
+    "symbol no longer exists, the figure needed levels beyond the depth answer, or its quote "
+    "asset had no reference price (no_reference_price).",
     "job",
     "reason",
 )

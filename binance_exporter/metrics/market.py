@@ -39,6 +39,21 @@ NOTIONAL = gauge(
     "quote asset, from GET /api/v3/depth (bids, asks). " + CACHED,
     "symbol", "side",
 )
+NOTIONAL_REFERENCE = gauge(
+    "binance_order_book_notional_reference",
+    "binance_order_book_notional converted to the reference asset (--reference-asset, "
+    "default USDT) at binance_reference_price of the quote asset; absent when the quote "
+    "asset has no reference price. " + CACHED,
+    "symbol", "side",
+)
+REFERENCE_PRICE = gauge(
+    "binance_reference_price",
+    "Reference-asset units (--reference-asset, default USDT) per unit of `asset`, from the "
+    "mid of the converting books in GET /api/v3/ticker/bookTicker: a direct pair, the "
+    "inverse of a pair quoted in `asset`, or one hop via BTC; 1 for the reference itself. "
+    + CACHED,
+    "asset",
+)
 SPREAD = gauge(
     "binance_spread",
     "Best ask minus best bid, in the quote asset, from GET /api/v3/ticker/bookTicker "
@@ -84,6 +99,8 @@ class MarketCollector(FamilyCollector):
         binance_ticker_24h_quote_volume{symbol="ETHBTC"} 123.5
         binance_ticker_24h_trades{symbol="BTCUSDT"} 4242.0
         binance_order_book_notional{side="bid",symbol="BTCUSDT"} 1000.5
+        binance_order_book_notional_reference{side="bid",symbol="ETHBTC"} 60650.0
+        binance_reference_price{asset="BTC"} 60650.0
         binance_spread{symbol="BTCUSDT"} 0.01
         binance_spread_ratio{symbol="BTCUSDT"} 2e-07
         binance_spread_delta{symbol="BTCUSDT"} 0.0
@@ -91,8 +108,8 @@ class MarketCollector(FamilyCollector):
         binance_vwap_price_average{symbol="BTCUSDT",window="30s"} 50000.1
     """
 
-    families = (SYMBOL_INFO, RANK, QUOTE_VOLUME, TRADES, NOTIONAL, SPREAD, SPREAD_RATIO,
-                SPREAD_DELTA, VWAP, VWAP_AVERAGE)
+    families = (SYMBOL_INFO, RANK, QUOTE_VOLUME, TRADES, NOTIONAL, NOTIONAL_REFERENCE,
+                REFERENCE_PRICE, SPREAD, SPREAD_RATIO, SPREAD_DELTA, VWAP, VWAP_AVERAGE)
 
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self._snapshot = snapshot
@@ -124,13 +141,19 @@ def _rankings(answers: Answers) -> Iterator[Metric]:
 
 
 def _books(answers: Answers) -> Iterator[Metric]:
-    notional = NOTIONAL.new()
-    for symbol, sides in sorted(answers.notional.items()):
-        if sides.bids is not None:
-            notional.add_metric([symbol, "bid"], float(sides.bids))
-        if sides.asks is not None:
-            notional.add_metric([symbol, "ask"], float(sides.asks))
-    yield notional
+    for family, values in ((NOTIONAL, answers.notional),
+                           (NOTIONAL_REFERENCE, answers.notional_reference)):
+        notional = family.new()
+        for symbol, sides in sorted(values.items()):
+            if sides.bids is not None:
+                notional.add_metric([symbol, "bid"], float(sides.bids))
+            if sides.asks is not None:
+                notional.add_metric([symbol, "ask"], float(sides.asks))
+        yield notional
+    prices = REFERENCE_PRICE.new()
+    for asset, rate in sorted(answers.reference_prices.items()):
+        prices.add_metric([asset], float(rate))
+    yield prices
     spread, ratio, delta = SPREAD.new(), SPREAD_RATIO.new(), SPREAD_DELTA.new()
     for symbol, value in sorted(answers.spreads.items()):
         spread.add_metric([symbol], float(value))
