@@ -31,6 +31,7 @@ from binance_exporter.config import (
     StreamConfig,
 )
 from binance_exporter.market.types import VOLUME_FIELDS
+from binance_exporter.metrics.web_config import WebConfig, WebConfigError, load_web_config
 
 
 class FiniteFloat(click.ParamType):
@@ -72,6 +73,13 @@ def _shard(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[in
 
 def _names(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n.strip().upper() for n in value.split(",") if n.strip()))
+
+
+def _asset(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    asset = value.strip().upper()
+    if not asset.isalnum():
+        raise click.BadParameter(f"must be one asset name such as USDT, got {value!r}")
+    return asset
 
 
 def _spread_symbols_option(
@@ -129,6 +137,17 @@ def _stream_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str
     return _url(value, ("ws", "wss"))
 
 
+def _web_config(path: str | None) -> WebConfig | None:
+    """The checked --web-config-file; one line naming the file and the problem, and exit 2."""
+    if not path:
+        return None
+    try:
+        return load_web_config(path)
+    except WebConfigError as exc:
+        click.echo(f"error: --web-config-file {exc}", err=True)
+        sys.exit(2)
+
+
 @click.command(context_settings={"auto_envvar_prefix": "BINANCE_EXPORTER", "show_default": True})
 @click.option("--base-url", default="https://api.binance.com", callback=_base_url,
               show_envvar=True, help="Binance REST API base URL.")
@@ -136,6 +155,9 @@ def _stream_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str
               help="Address to serve /metrics on.")
 @click.option("--port", "-p", type=click.IntRange(1, 65535), default=8080, show_envvar=True,
               help="Port to serve /metrics on.")
+@click.option("--web-config-file", default=None, show_envvar=True,
+              help="exporter-toolkit web config (YAML): TLS, client certificates, extra "
+                   "headers and bcrypt basic auth for every endpoint but /-/healthy.")
 @click.option("--update-interval", "-i", type=POSITIVE, default=10.0, show_envvar=True,
               help="Seconds between spread refreshes (one bookTicker request each).")
 @click.option("--refresh-interval", type=POSITIVE, default=60.0, show_envvar=True,
@@ -166,7 +188,11 @@ def _stream_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str
                    "Binance.")
 @click.option("--fill-notionals", default="1000,10000,100000", callback=_decimals(MAX_NOTIONAL),
               show_envvar=True,
-              help="Sizes of the simulated market orders, in the quote asset.")
+              help="Sizes of the simulated market orders, in the reference asset "
+                   "(--reference-asset), converted to each book's quote asset.")
+@click.option("--reference-asset", default="USDT", callback=_asset, show_envvar=True,
+              help="Asset every order size, notional and depth is also given in, converted "
+                   "at the mid of a direct or inverse pair, or one hop via BTC.")
 @click.option("--depth-bands", default="0.001,0.005,0.01,0.02", callback=_decimals(MAX_BAND),
               show_envvar=True,
               help="Distances from the mid (ratios) within which resting notional is summed.")
@@ -207,6 +233,7 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
     base_url: str,
     listen_address: str,
     port: int,
+    web_config_file: str | None,
     update_interval: float,
     refresh_interval: float,
     top_n: int,
@@ -218,6 +245,7 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
     analytics: bool,
     symbols: str,
     fill_notionals: tuple[Decimal, ...],
+    reference_asset: str,
     depth_bands: tuple[Decimal, ...],
     analytics_interval: float,
     analytics_depth_limit: int,
@@ -258,6 +286,7 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
         log_level=log_level,
         once=once,
         output=output,
+        web=_web_config(web_config_file),
         ranking=RankingConfig(
             top_n=top_n,
             depth_levels=depth_levels,
@@ -266,6 +295,7 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
             spread_list=spread_symbols[1],
             quote_assets=_names(quote_assets),
             shard=shard,
+            reference_asset=reference_asset,
         ),
         stream=StreamConfig(stream_url, stream_snapshot_limit, record) if source == STREAM
         else None,
