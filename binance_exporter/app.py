@@ -96,7 +96,9 @@ class App:  # pylint: disable=too-many-instance-attributes
             source = RestSource(self.client, self.pool,
                                 all_symbols=config.ranking.spread_symbols == SPREADS_ALL)
         self.rankings = RankingsJob(self.client, self.pool, self.store, config.ranking)
-        self.quotes = QuotesJob(source, self.pool, self.store, config.ranking)
+        self.quotes = QuotesJob(source, self.pool, self.store, config.ranking,
+                                convert_also=config.analytics.extra_symbols
+                                if config.analytics else ())
         self.analytics = AnalyticsJob(self.client, self.pool, self.store, config.analytics,
                                       config.ranking.owns) if config.analytics else None
 
@@ -166,7 +168,7 @@ class App:  # pylint: disable=too-many-instance-attributes
         ranking = self.config.ranking
         self._print(report.to_text(snapshot.answers, ranking.volume_field, ranking.depth_levels))
         if snapshot.analytics is not None:
-            self._print(report.fills_text(snapshot.analytics))
+            self._print(report.fills_text(snapshot.analytics, snapshot.answers))
 
     def print_spreads(self, snapshot: Snapshot) -> None:
         """One line with every spread and its delta."""
@@ -180,7 +182,8 @@ class App:  # pylint: disable=too-many-instance-attributes
         exposition = build_exposition(self.store.current, self.client.stats,
                                       self.stream.view if self.stream is not None else None)
         return ExporterServer((self.config.listen_address, self.config.port), exposition,
-                              lambda: self.store.current().ready, self.config.base_url)
+                              lambda: self.store.current().ready, self.config.base_url,
+                              web=self.config.web)
 
     def run(self, server: ExporterServer) -> int:
         """Serve /metrics and refresh in the background until SIGTERM or SIGINT."""
