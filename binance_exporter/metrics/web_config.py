@@ -200,7 +200,8 @@ def _mapping(value: Any, what: str) -> dict[str, Any]:
 def _known(section: dict[str, Any], known: set[str], prefix: str) -> None:
     unknown = sorted(set(section) - known)
     if unknown:
-        raise WebConfigError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(known))})")
+        raise WebConfigError(f"unknown key {prefix}{unknown[0]} "
+                             f"(known: {', '.join(sorted(known))})")
 
 
 def _string(section: dict[str, Any], key: str, default: str | None = None) -> str | None:

@@ -129,8 +129,9 @@ class FailedRequestTest(ServerCase):
         url = self.serve(exposition())
         port = int(url.rsplit(":", 1)[1])
         stderr = io.StringIO()
+        # The connection loop (metrics.connections) reads the request and logs it.
         with contextlib.redirect_stderr(stderr), \
-                self.assertLogs("binance_exporter.metrics.http", "DEBUG") as logs:
+                self.assertLogs("binance_exporter.metrics", "DEBUG") as logs:
             client = socket.create_connection(("127.0.0.1", port), timeout=5)
             client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # headers never end
             # SO_LINGER 0: close() sends RST, as a scraper killed by its timeout may.
