@@ -129,6 +129,35 @@ class Workers:
             self._queue.put(None)
 
 
+class Waker:
+    """A socket pair that wakes the selector when a worker has an answer ready."""
+
+    def __init__(self) -> None:
+        self.reader, self._writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def wake(self) -> None:
+        """Make the selector return (from any thread)."""
+        try:
+            self._writer.send(b"\0")
+        except BlockingIOError:  # already awake: the bytes waiting will do
+            pass
+
+    def drain(self) -> None:
+        """Take the wake-up bytes (on the loop thread)."""
+        try:
+            while self.reader.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        """Close both ends."""
+        self.reader.close()
+        self._writer.close()
+
+
 class ConnectionLoop:  # pylint: disable=too-many-instance-attributes
     """Accepts and serves connections on the calling thread until `stop()`."""
 
@@ -140,11 +169,10 @@ class ConnectionLoop:  # pylint: disable=too-many-instance-attributes
         self.limits = limits
         self.connections: dict[socket.socket, Connection] = {}
         self._selector = selectors.DefaultSelector()
-        self._wake_read, self._wake_write = socket.socketpair()
-        for sock in (listener, self._wake_read, self._wake_write):
-            sock.setblocking(False)
+        self._waker = Waker()
+        listener.setblocking(False)
         self._selector.register(listener, selectors.EVENT_READ, "accept")
-        self._selector.register(self._wake_read, selectors.EVENT_READ, "wake")
+        self._selector.register(self._waker.reader, selectors.EVENT_READ, "wake")
         self._done: queue.SimpleQueue[tuple[Connection, bytes, bool]] = queue.SimpleQueue()
         self._workers = Workers(limits.workers, "http-worker")
         self._stop = threading.Event()
@@ -157,7 +185,7 @@ class ConnectionLoop:  # pylint: disable=too-many-instance-attributes
                 if key.data == "accept":
                     self._accept()
                 elif key.data == "wake":
-                    self._drain_wake()
+                    self._waker.drain()
                 else:
                     self._advance(key.data)
             while not self._done.empty():
@@ -169,7 +197,7 @@ class ConnectionLoop:  # pylint: disable=too-many-instance-attributes
     def stop(self) -> None:
         """Make `run` return soon (from any thread)."""
         self._stop.set()
-        self._wake()
+        self._waker.wake()
 
     def close(self) -> None:
         """Close every connection, the listener and the workers (after `run` returned)."""
@@ -177,10 +205,9 @@ class ConnectionLoop:  # pylint: disable=too-many-instance-attributes
             self._close(conn)
         self._workers.close()
         self._selector.close()
-        for sock in (self.listener, self._wake_read, self._wake_write):
-            sock.close()
+        self.listener.close()
+        self._waker.close()
 
-    # Accepting --------------------------------------------------------------
 
     def _accept(self) -> None:
         for _ in range(ACCEPTS_PER_WAKE):
@@ -217,7 +244,6 @@ class ConnectionLoop:  # pylint: disable=too-many-instance-attributes
         self._close(min(waiting, key=lambda c: c.since))
         return True
 
-    # One connection's progress --------------------------------------------
 
     def _advance(self, conn: Connection) -> None:
         try:
@@ -275,7 +301,7 @@ class ConnectionLoop:  # pylint: disable=too-many-instance-attributes
             LOG.exception("could not answer %s", conn.address[0])
             answer, keep_alive = canned(500, "Internal Server Error"), False
         self._done.put((conn, answer, keep_alive))
-        self._wake()
+        self._waker.wake()
 
     def _answered(self, conn: Connection, answer: bytes, keep_alive: bool) -> None:
         if conn.sock in self.connections:
@@ -313,7 +339,6 @@ class ConnectionLoop:  # pylint: disable=too-many-instance-attributes
         elif state != WORKING and not registered:
             self._selector.register(conn.sock, selectors.EVENT_READ, conn)
 
-    # Deadlines and closing --------------------------------------------------
 
     def _sweep(self, now: float) -> None:
         for conn in [c for c in self.connections.values() if c.deadline < now]:
@@ -332,16 +357,3 @@ class ConnectionLoop:  # pylint: disable=too-many-instance-attributes
         if conn.state != WORKING:
             self._selector.unregister(conn.sock)
         conn.sock.close()
-
-    def _wake(self) -> None:
-        try:
-            self._wake_write.send(b"\0")
-        except BlockingIOError:  # already awake: the byte waiting will do
-            pass
-
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_read.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
