@@ -126,9 +126,9 @@ class AnalyticsEndToEndTest(FakeTestCase):
 
     def test_extra_symbols_get_analytics(self):
         exporter = self.exporter(*ANALYTICS_FAST, "--analytics-interval", "2",
-                                 "--symbols", "ETHFDUSD")
+                                 "--symbols", "BTCTRY")
         exporter.wait_ready()
-        wait_until(lambda: sample(exporter.scrape(), "binance_fill_levels", symbol="ETHFDUSD",
+        wait_until(lambda: sample(exporter.scrape(), "binance_fill_levels", symbol="BTCTRY",
                                   side="buy", notional="1000"), timeout=10)
 
 

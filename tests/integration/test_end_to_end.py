@@ -49,11 +49,26 @@ def expected_answers(market: Market, top_n: int = 5, levels: int = 200,
         }
     tops = market.book_ticker([t["symbol"] for t in top_usdt])
     spread = {b["symbol"]: float(Decimal(b["askPrice"]) - Decimal(b["bidPrice"])) for b in tops}
+    # Every ranked symbol is quoted in BTC or USDT: BTC converts at BTCUSDT's mid.
+    btc_usdt = market.book_ticker(["BTCUSDT"])[0]
+    btc = (Decimal(btc_usdt["bidPrice"]) + Decimal(btc_usdt["askPrice"])) / 2
+    notional_usdt = {}
+    for t in top_btc:
+        bids, asks = market.book(t["symbol"])
+        notional_usdt[t["symbol"]] = {
+            "bids": float(sum((Decimal(p) * Decimal(q) for p, q in bids[:levels]), Decimal(0))
+                          * btc),
+            "asks": float(sum((Decimal(p) * Decimal(q) for p, q in asks[:levels]), Decimal(0))
+                          * btc),
+        }
     return {
         "top_btc_by_volume": [{"symbol": t["symbol"], "quote_volume": float(t["quoteVolume"]),
                                "volume": float(t["volume"])} for t in top_btc],
         "top_usdt_by_trades": [{"symbol": t["symbol"], "trades": t["count"]} for t in top_usdt],
         "notional": notional,
+        "reference_asset": "USDT",
+        "reference_prices": {"BTC": float(btc), "USDT": 1.0},
+        "notional_reference": notional_usdt,
         "spread": spread,
     }
 
