@@ -154,7 +154,8 @@ def _memory_rows(memory: dict[str, scenarios.MemoryRun], imports: scenarios.Impo
             imports.rss_mb, naive.final, f"< {MEMORY_GOAL_MB:.0f} MB",
             ours.final < MEMORY_GOAL_MB, 1),
         Row(f"RSS peak over {minutes:g} min (high-water mark, VmHWM)", ours.peak, "MB",
-            imports.rss_mb, naive.peak, f"< {MEMORY_GOAL_MB:.0f} MB", ours.peak < MEMORY_GOAL_MB, 1),
+            imports.rss_mb, naive.peak, f"< {MEMORY_GOAL_MB:.0f} MB",
+            ours.peak < MEMORY_GOAL_MB, 1),
     ]
 
 
