@@ -655,18 +655,26 @@ class LiveStackTest(unittest.TestCase):
                                     (volume, expected))
             self.assertEqual(prices[symbol], float(tape[-1]["p"]))
 
+    def usdt_per_unit(self, symbol: str) -> Decimal:
+        """The reference price of `symbol`'s quote asset: 1 for USDT, BTCUSDT's mid for BTC."""
+        if symbol.endswith("USDT"):
+            return Decimal(1)
+        return analytics_book(self.twin, "BTCUSDT")[2]
+
     def test_market_quality_is_the_markets(self) -> None:
         slippages = self.query("binance_fill_slippage_ratio")
-        # A 1000 USDT order fills within 100 levels of every ranked USDT book.
+        # A 1000 USDT order fills within 100 levels of every ranked book, USDT or BTC.
         self.assertEqual({s["metric"]["symbol"] for s in slippages
                           if s["metric"]["notional"] == "1000"},
-                         expected_top(self.twin, "USDT", "count"))
+                         expected_top(self.twin, "USDT", "count")
+                         | expected_top(self.twin, "BTC", "quoteVolume"))
         for sample in slippages:
             labels = sample["metric"]
             with self.subTest(metric="slippage", **labels):
                 bids, asks, mid = analytics_book(self.twin, labels["symbol"])
+                size = Decimal(labels["notional"]) / self.usdt_per_unit(labels["symbol"])
                 expected = expected_slippage(asks if labels["side"] == "buy" else bids,
-                                             Decimal(labels["notional"]), mid)
+                                             size, mid)
                 self.assertIsNotNone(expected)
                 self.assertTrue(math.isclose(float(sample["value"][1]), float(expected),
                                              rel_tol=1e-9), (sample["value"][1], expected))
@@ -680,6 +688,16 @@ class LiveStackTest(unittest.TestCase):
                                           Decimal(labels["band"]))
                 self.assertTrue(math.isclose(float(sample["value"][1]), float(expected),
                                              rel_tol=1e-12), (sample["value"][1], expected))
+        for sample in self.query("binance_order_book_depth_notional_reference"):
+            labels = sample["metric"]
+            with self.subTest(metric="depth_reference", **labels):
+                bids, asks, mid = analytics_book(self.twin, labels["symbol"])
+                expected = expected_depth(bids, asks, mid, labels["side"],
+                                          Decimal(labels["band"]))
+                self.assertTrue(math.isclose(
+                    float(sample["value"][1]),
+                    float(expected * self.usdt_per_unit(labels["symbol"])), rel_tol=1e-12),
+                    (sample["value"][1], expected))
 
     def test_every_dashboard_query_returns_data(self) -> None:
         # Each query runs with every value its template variables offer, as a
