@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import report, scenarios, stream_follow
+from bench import crowd, report, scenarios, stream_follow
 from bench.probes import percentile
 from bench.report import Row
 from tests.support import ROOT
@@ -142,6 +142,24 @@ def _scrape_rows(args: argparse.Namespace, ours_target: scenarios.Target,
             f"<< a render ({render_ms:.0f} ms)", ours.cpu_per_scrape_ms < render_ms / 10, 2),
         Row("one render + gzip of our page (per-scrape cost if re-rendered)", render_ms, "ms",
             decimals=1),
+    ]
+
+
+def _crowd_rows(ours_target: scenarios.Target) -> list[Row]:
+    """Scrapes and threads with 500 idle or trickling connections open."""
+    _say(f"crowd: {crowd.IDLE} idle and {crowd.TRICKLING} trickling connections ...")
+    ours, naive = crowd.measure(ours_target), crowd.measure(scenarios.NAIVE)
+    load = f"{crowd.IDLE} idle + {crowd.TRICKLING} trickling connections"
+    return [
+        Row(f"/metrics p50, gzip, {load} ({ours.scrapes} scrapes)", ours.scrape_p50_ms, "ms",
+            naive=naive.scrape_p50_ms, decimals=2),
+        Row(f"/metrics p99, gzip, {load} ({ours.scrapes} scrapes)", ours.scrape_p99_ms, "ms",
+            naive=naive.scrape_p99_ms, goal="< 50 ms", met=ours.scrape_p99_ms < 50,
+            decimals=2),
+        Row(f"exporter threads with {load} (before: {ours.threads_before}; naive before: "
+            f"{naive.threads_before})", ours.threads_during, "", naive=naive.threads_during,
+            goal="flat (+ <= 2)", met=ours.threads_during <= ours.threads_before + 2,
+            decimals=0),
     ]
 
 
@@ -275,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = dataclasses.replace(scenarios.OURS, module=args.exporter_module)
     rows, imports = _startup_rows(args, ours)
     rows += _scrape_rows(args, ours, symbols)
+    rows += _crowd_rows(ours)
     _say(f"memory, {args.minutes:g} min, both side by side ...")
     memory = scenarios.measure_memory([ours, scenarios.NAIVE], args.extra_symbols,
                                       args.minutes * 60, MEMORY_INTERVALS, _say)

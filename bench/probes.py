@@ -6,6 +6,7 @@ Linux only (resident memory and CPU time come from /proc/<pid>).
 from __future__ import annotations
 
 import http.client
+import json
 import math
 import os
 import signal
@@ -117,3 +118,19 @@ def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(round(len(ordered) * share, 9)))
     return ordered[rank - 1]
+
+
+def start_scraper(url: str, interval: float) -> subprocess.Popen:
+    """`bench.scrape_client` in its own process, gzip, one scrape per `interval` s."""
+    return subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-m", "bench.scrape_client", url, "--gzip",
+         "--count", "1000000", "--max-seconds", "600", "--interval", str(interval)],
+        stdout=subprocess.PIPE, text=True)
+
+
+def stop_scraper(scraper: subprocess.Popen, started: float, ended: float) -> list[float]:
+    """Stop it; the latencies (ms) of the scrapes that began between the two Unix times."""
+    scraper.send_signal(signal.SIGINT)
+    scraped = json.loads(scraper.communicate(timeout=30)[0])
+    return [latency for latency, begun in zip(scraped["latencies_ms"], scraped["started_unix"])
+            if started <= begun <= ended]

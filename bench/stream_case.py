@@ -27,9 +27,7 @@ from __future__ import annotations
 import gc
 import json
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -49,7 +47,7 @@ from binance_exporter.model import Answers, Snapshot, SnapshotStore
 from binance_exporter.sources.stream import StreamSource, depth_stream
 
 from .naive_stream import NaiveBooks
-from .probes import percentile
+from .probes import percentile, start_scraper, stop_scraper
 
 SYMBOLS = 50
 LEVELS = 1000
@@ -178,22 +176,6 @@ def eager_render_on_publish(publish: Callable[[], Snapshot],
     return publish_and_render
 
 
-def _start_scraper(url: str, interval: float) -> subprocess.Popen:
-    """`bench.scrape_client` in its own process, gzip, one scrape per `interval` s."""
-    return subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, "-m", "bench.scrape_client", url, "--gzip",
-         "--count", "1000000", "--max-seconds", "600", "--interval", str(interval)],
-        stdout=subprocess.PIPE, text=True)
-
-
-def _stop_scraper(scraper: subprocess.Popen, started: float, ended: float) -> list[float]:
-    """Stop it; the latencies (ms) of the scrapes that began between the two Unix times."""
-    scraper.send_signal(signal.SIGINT)
-    scraped = json.loads(scraper.communicate(timeout=30)[0])
-    return [latency for latency, begun in zip(scraped["latencies_ms"], scraped["started_unix"])
-            if started <= begun <= ended]
-
-
 def _counting(publish: Callable[[], Snapshot], count: list[int]) -> Callable[[], Snapshot]:
     def counted() -> Snapshot:
         count[0] += 1
@@ -224,7 +206,7 @@ def _full(events: int, seed: int) -> dict:
                               args=(_counting(rig.quotes.refresh_books, publishes), stop),
                               daemon=True)
     thread.start()
-    scraper = _start_scraper(rig.url, SCRAPE_INTERVAL)
+    scraper = start_scraper(rig.url, SCRAPE_INTERVAL)
     time.sleep(1.0)  # let it start; only scrapes that begin under load are kept
     on_message = rig.on_message()
     renders = rig.exposition.renders
@@ -234,7 +216,7 @@ def _full(events: int, seed: int) -> dict:
     elapsed = time.perf_counter() - started
     wall_ended = time.time()
     renders = rig.exposition.renders - renders
-    latencies = _stop_scraper(scraper, wall_started, wall_ended)
+    latencies = stop_scraper(scraper, wall_started, wall_ended)
     stop.set()
     thread.join(5)
     rig.close()
@@ -289,7 +271,7 @@ def _policy(eager: bool, seconds: float, scrape_interval: float, seed: int) -> d
 def _paced_run(rig: _Rig, messages: list[str], publishes: list[int],
                scrape_interval: float) -> dict[str, float]:
     """Scrape every `scrape_interval` s while the paced feed runs; the rates per minute."""
-    scraper = _start_scraper(rig.url, scrape_interval)
+    scraper = start_scraper(rig.url, scrape_interval)
     time.sleep(1.0)  # let it start; only scrapes that begin during the feed count
 
     def now() -> tuple[float, ...]:
@@ -299,7 +281,7 @@ def _paced_run(rig: _Rig, messages: list[str], publishes: list[int],
     before = now()
     _paced_feed(rig.on_message(), messages, POLICY_RATE)
     after = now()
-    scrapes = len(_stop_scraper(scraper, before[2], after[2]))
+    scrapes = len(stop_scraper(scraper, before[2], after[2]))
     renders, published, elapsed, cpu = (after[i] - before[i] for i in (0, 1, 3, 4))
     return {"renders_per_minute": renders * 60.0 / elapsed, "cpu_per_second": cpu / elapsed,
             "publishes_per_minute": published * 60.0 / elapsed,
