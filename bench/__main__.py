@@ -171,9 +171,13 @@ def _memory_rows(memory: dict[str, scenarios.MemoryRun], imports: scenarios.Impo
             "(--minutes 10 for 10 min)", ours.final, "MB",
             imports.rss_mb, naive.final, f"< {MEMORY_GOAL_MB:.0f} MB",
             ours.final < MEMORY_GOAL_MB, 1),
-        Row(f"RSS peak over {minutes:g} min (high-water mark, VmHWM)", ours.peak, "MB",
+        Row(f"RSS peak over {minutes:g} min, sampled every 2 s", ours.peak, "MB",
             imports.rss_mb, naive.peak, f"< {MEMORY_GOAL_MB:.0f} MB",
             ours.peak < MEMORY_GOAL_MB, 1),
+        # The kernel's high-water mark sees spikes shorter than the sampling:
+        # a rankings run's answers and a render of the whole page at once.
+        Row(f"RSS high-water mark over {minutes:g} min (VmHWM: every spike)", ours.high_water,
+            "MB", imports.rss_mb, naive.high_water, decimals=1),
     ]
 
 
