@@ -39,7 +39,7 @@ MAX_CONNECTION_AGE = 23.5 * 3600.0  # Binance closes at 24 h; leave on our own t
 SUBSCRIBE_BATCH = 200  # streams per SUBSCRIBE message
 SUBSCRIBE_GAP = 0.25  # seconds between control messages (Binance allows 5 per second)
 ACK_TIMEOUT = 10.0  # seconds for every SUBSCRIBE to be acknowledged before giving up
-STABLE_CONNECTION = 60.0  # seconds up after which a drop starts the back-off over
+STABLE_CONNECTION = 10.0  # seconds live after which a drop starts the back-off over
 
 
 class _Envelope(msgspec.Struct, frozen=True, gc=False):
@@ -110,6 +110,7 @@ class Traffic:
         self._last_message: float | None = None  # Unix time
         self._pending: set[int] = set()  # SUBSCRIBE ids not yet acknowledged
         self.live = False
+        self._live_since: float | None = None  # monotonic time the connection became live
         self.last_seen = time.monotonic()  # of the last valid message
 
     @property
@@ -122,6 +123,7 @@ class Traffic:
         with self._lock:
             self._pending = set(ids)
             self.live = False
+            self._live_since = None
         self.last_seen = time.monotonic()
 
     def acknowledged(self, reply_id: int) -> bool | None:
@@ -133,6 +135,8 @@ class Traffic:
             self._pending.discard(reply_id)
             self.live = not self._pending
             live = self.live
+            if live:
+                self._live_since = time.monotonic()
         self.last_seen = time.monotonic()
         return live
 
@@ -159,11 +163,17 @@ class Traffic:
         elif live:
             LOG.info("stream subscriptions acknowledged on %s", url)
 
+    def live_for(self) -> float:
+        """Seconds the connection has been live (0 when it is not)."""
+        with self._lock:
+            return 0.0 if self._live_since is None else time.monotonic() - self._live_since
+
     def lost(self) -> None:
         """The connection is gone: not live, nothing awaited."""
         with self._lock:
             self.live = False
             self._pending = set()
+            self._live_since = None
 
     def stats(self, reconnects: int) -> StreamStats:
         """Counters for the metrics."""
@@ -238,15 +248,15 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
                 failures += 1
                 self._stop.wait(self._backoff(failures))
                 continue
-            opened = time.monotonic()
             self._watch(client)
+            stable = self._traffic.live_for() >= STABLE_CONNECTION
             self._teardown(client)
             if self._stop.is_set():
                 return
             self._reconnects += 1  # written by this loop only
-            # A connection that stayed up a while starts the back-off over; one
-            # that dropped at once (a reconnect storm) backs off further each time.
-            failures = 1 if time.monotonic() - opened >= STABLE_CONNECTION else failures + 1
+            # A connection that was live a while starts the back-off over; one
+            # that dropped before (a reconnect storm) backs off further each time.
+            failures = 1 if stable else failures + 1
             self._stop.wait(self._backoff(failures))
 
     def _connect(self) -> Any | None:
