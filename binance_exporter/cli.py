@@ -20,6 +20,7 @@ import click
 from binance_exporter import __version__
 from binance_exporter.app import EXIT_UNANSWERED, App, bound_heap
 from binance_exporter.config import (
+    REST,
     SPREADS_ALL,
     SPREADS_LIST,
     SPREADS_TOP,
@@ -203,7 +204,7 @@ def _web_config(path: str | None) -> WebConfig | None:
               show_envvar=True,
               help="Levels per side of the analytics depth snapshots; figures needing deeper "
                    "books are left out.")
-@click.option("--source", type=click.Choice(["rest", STREAM]), default="rest", show_envvar=True,
+@click.option("--source", type=click.Choice([REST, STREAM]), default=REST, show_envvar=True,
               help="Where books and quotes come from: REST polls, or local order books kept "
                    "from websocket diff-depth streams (zero REST weight between resyncs).")
 @click.option("--stream-url", default="wss://stream.binance.com:9443", callback=_stream_url,

@@ -26,10 +26,10 @@ def side_notional(levels: Iterable[Level], depth_levels: int) -> Decimal:
         return sum(starmap(mul, islice(levels, max(depth_levels, 0))), ZERO)
 
 
-def book_top(symbol: str, book: OrderBook) -> BookTop:
-    """The best bid and ask of a depth book, an empty side as price 0 like bookTicker."""
-    bid = book.bids[0] if book.bids else (ZERO, ZERO)
-    ask = book.asks[0] if book.asks else (ZERO, ZERO)
+def book_top(symbol: str, bid: Level | None, ask: Level | None) -> BookTop:
+    """A book's best bid and ask as bookTicker gives them: an empty side (None) as price 0."""
+    bid = bid or (ZERO, ZERO)
+    ask = ask or (ZERO, ZERO)
     return BookTop(symbol=symbol, bid_price=bid[0], bid_qty=bid[1], ask_price=ask[0],
                    ask_qty=ask[1])
 

@@ -25,11 +25,11 @@ from binance_exporter.binance.recorder import Recorder
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 from binance_exporter.binance.stream_feed import StreamFeed
 from binance_exporter.binance.weights import depth_weight
-from binance_exporter.sources.snapshot_schedule import SnapshotSchedule
-from binance_exporter.market.numbers import ZERO
 from binance_exporter.market.order_book import LocalBook, NotSynced, Outcome
+from binance_exporter.market.quotes import book_top
 from binance_exporter.market.types import BookTop, OrderBook
 from binance_exporter.model import StreamView
+from binance_exporter.sources.snapshot_schedule import SnapshotSchedule
 
 LOG = logging.getLogger(__name__)
 DEPTH_STREAM = "depth@100ms"
@@ -52,8 +52,7 @@ def _top(book: LocalBook | None, symbol: str) -> BookTop | Exception:
     """Best bid and ask of a book (price 0 for an empty side), or NotSynced."""
     if book is None or not book.synced:
         return NotSynced(f"{symbol}: local order book not in sync")
-    bid, ask = book.best_bid(), book.best_ask()
-    return BookTop(symbol, *(bid or (ZERO, ZERO)), *(ask or (ZERO, ZERO)))
+    return book_top(symbol, book.best_bid(), book.best_ask())
 
 
 class StreamBooks:
