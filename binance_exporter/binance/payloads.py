@@ -173,6 +173,24 @@ def parse_tickers_24h(payload: Any) -> dict[str, Ticker24h]:
     return tickers
 
 
+def parse_tickers_24h_timed(payload: Any) -> dict[str, tuple[Ticker24h, int]]:
+    """Parse the all-symbols `GET /api/v3/ticker/24hr` array, each ticker with its `closeTime`.
+
+    A table that streams keep current must know which of a REST figure and a
+    pushed one is newer; `closeTime` (ms) is the end of the rolling window,
+    the moment the answer describes. The figures are checked exactly as
+    `parse_tickers_24h` checks them.
+    """
+    tickers = parse_tickers_24h(payload)
+    timed: dict[str, tuple[Ticker24h, int]] = {}
+    for item in payload:  # every item passed parse_tickers_24h: an object with a symbol
+        symbol = item["symbol"]
+        what = f"ticker/24hr {symbol}"
+        close_time = _whole(_field(item, "closeTime", what), f"{what} closeTime", minimum=0)
+        timed[symbol] = (tickers[symbol], close_time)
+    return timed
+
+
 def _parse_levels(levels: Any, what: str) -> tuple[Level, ...]:
     """`[[price, qty], ...]` with positive prices and non-negative quantities."""
     if not isinstance(levels, list):
