@@ -204,11 +204,18 @@ class TickerTable:
             self._pushes += applied
 
     def on_connect(self, streams: Sequence[str] | None = None) -> None:
-        """A (re)connection for `streams` (all for None): pushes may have been lost before it."""
+        """A (re)connection for `streams` (all for None): the stream is back.
+
+        The table stays as complete as it was: after a drop `on_disconnect`
+        already made it incomplete until the next REST answer. The first
+        connection, opened just after the start-up answer, costs no second
+        one: a push carries absolute figures, so a symbol whose push fell
+        between that answer and the subscription is right again at its next
+        push, and the periodic repair catches one that stays quiet.
+        """
         if self._carries(streams):
             with self._lock:
                 self._down = False
-                self._complete = False
 
     def on_disconnect(self, streams: Sequence[str] | None = None) -> None:
         """The connection for `streams` (all for None) dropped: pushes are being lost."""

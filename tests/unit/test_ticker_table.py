@@ -308,13 +308,17 @@ class CompletenessTest(unittest.TestCase):
         self.assertTrue(self.table.complete)
 
     def test_a_repair_also_completes_the_table(self):
+        self.table.on_disconnect()
         self.table.on_connect()
         self.assertFalse(self.table.complete)
         self.table.repair(SEED)
         self.assertTrue(self.table.complete)
 
-    def test_a_reconnection_alone_makes_the_table_incomplete(self):
+    def test_the_first_connection_keeps_a_seeded_table_complete(self):
         self.table.on_connect(["btcusdt@depth@100ms", TICKER_STREAM])
+        self.assertTrue(self.table.complete)
+        self.table.on_disconnect([TICKER_STREAM])
+        self.table.on_connect([TICKER_STREAM])
         self.assertFalse(self.table.complete)
 
     def test_an_answer_merged_while_the_stream_is_down_leaves_it_incomplete(self):
