@@ -19,24 +19,27 @@ snapshot when `needs_depth()` says so, and calls `reset()` when an outcome
 says the book must be resynchronised.
 
 Speed: an exporter following 50 symbols at 100 ms must apply tens of thousands
-of events a second on one core. Each side is an ascending list of prices with a
-parallel list of quantities: a level is found by one binary search, a new or
-removed level costs one memmove, the best price is an index, and the top N
-levels are a slice. Nothing re-sorts a whole book per event, and nothing hashes
-a price (a Decimal computes its hash on first use, slowly). Prices and
-quantities stay `Decimal`, exact, and msgspec builds them from the JSON text
-in C.
+of events a second on one core; `book_sides` keeps each side so that an event
+costs a binary search per level. Prices and quantities stay `Decimal`, exact,
+and msgspec builds them from the JSON text in C.
+
+Coverage: a snapshot cut at its `limit` says nothing about the levels beyond
+its last one, and diffs later add only the levels that change. So a book
+started from a cut side remembers that side's last price and never shows a
+level beyond it: `view` returns the levels it can vouch for, and says on
+each side whether more may exist (`OrderBook.bids_cut`/`asks_cut`). Levels
+vanishing at the top shrink what it can vouch for; a caller that needs more
+fetches a new snapshot.
 """
 
 from __future__ import annotations
 
 import enum
-from bisect import bisect_left
 from collections import deque
 from decimal import Decimal
-from operator import itemgetter
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol, Sequence
 
+from binance_exporter.market.book_sides import best_levels, set_levels, side_from
 from binance_exporter.market.types import Level, OrderBook
 
 
@@ -70,11 +73,6 @@ DEFAULT_MAX_BUFFERED = 10_000
 # The same bound in price levels, what the buffer's memory grows with: real
 # events carry tens of levels, so this only bites on a flood of huge events.
 DEFAULT_MAX_BUFFERED_LEVELS = 200_000
-# An event with at least this many levels, and more than 1/16 of the book's
-# side, is merged into the side in one pass instead of level by level: an
-# insert moves the rest of the list, so a huge event applied level by level
-# would cost levels x book size.
-MERGE_MIN_LEVELS = 64
 
 
 class State(enum.Enum):
@@ -110,78 +108,12 @@ class NotSynced(Exception):
     """A local order book is not (or no longer) in sync with Binance: its values are unknown."""
 
 
-def _set_levels(prices: list[Decimal], quantities: list[Decimal], levels: Sequence[Level]) -> None:
-    """Set each level's absolute quantity; 0 deletes it. `prices` stays ascending.
-
-    One binary search per level finds the price or its place. No dict: a
-    Decimal fresh from the wire computes its hash on first use, which cost
-    more than the whole search. A large event is merged instead (`merge_levels`).
-    """
-    if len(levels) >= MERGE_MIN_LEVELS and len(levels) * 16 > len(prices):
-        merge_levels(prices, quantities, levels)
-        return
-    for price, qty in levels:
-        index = bisect_left(prices, price)
-        if index < len(prices) and prices[index] == price:
-            if qty:
-                quantities[index] = qty
-            else:
-                del prices[index]
-                del quantities[index]
-        # Deleting a level the book never had is normal (docs): beyond the
-        # snapshot's depth, or already gone.
-        elif qty:
-            prices.insert(index, price)
-            quantities.insert(index, qty)
-
-
-def merge_levels(prices: list[Decimal], quantities: list[Decimal],
-                  levels: Sequence[Level]) -> None:
-    """`_set_levels` for a large event: sort it, then one pass over the side.
-
-    Costs O(m log m + m log n + n) for m levels into a side of n, where one
-    insert per level costs O(m x n). Within the event the last quantity given
-    for a price wins, as when the levels are applied in order.
-    """
-    update = sorted(levels, key=itemgetter(0))  # stable: equal prices keep their order
-    new_prices: list[Decimal] = []
-    new_qty: list[Decimal] = []
-    start = 0
-    for index, (price, qty) in enumerate(update):
-        if index + 1 < len(update) and update[index + 1][0] == price:
-            continue  # a later quantity for the same price follows
-        stop = bisect_left(prices, price, start)
-        new_prices.extend(prices[start:stop])
-        new_qty.extend(quantities[start:stop])
-        start = stop + 1 if stop < len(prices) and prices[stop] == price else stop
-        if qty:
-            new_prices.append(price)
-            new_qty.append(qty)
-    new_prices.extend(prices[start:])
-    new_qty.extend(quantities[start:])
-    prices[:] = new_prices
-    quantities[:] = new_qty
-
-
-def _side(levels: Iterable[Level]) -> tuple[list[Decimal], list[Decimal]]:
-    """Ascending prices and their quantities from snapshot levels (zeros dropped)."""
-    merged = {price: qty for price, qty in levels if qty}
-    prices = sorted(merged)
-    return prices, [merged[price] for price in prices]
-
-
 class LocalBook:
     """One symbol's order book, rebuilt from a snapshot and kept current by diffs.
 
-    Typical use::
-
-        update = decode_depth_update(data)
-        outcome = book.on_event(update)
-        if outcome.needs_resync:
-            book.reset()
-            book.on_event(update)   # the event that revealed the gap starts the new buffer
-        if book.needs_depth():
-            outcome = book.apply_depth(parse_depth(rest_answer))   # REFETCH: ask again
+    Feed `on_event` each decoded event; when an outcome `needs_resync`,
+    `reset()` and feed that event again; when `needs_depth()`, fetch a
+    snapshot for `apply_depth` (and fetch again on REFETCH).
     """
 
     def __init__(self, symbol: str, max_buffered: int = DEFAULT_MAX_BUFFERED,
@@ -203,7 +135,9 @@ class LocalBook:
         self._ask_prices: list[Decimal] = []
         self._ask_qty: list[Decimal] = []
         self._local_id: int | None = None
-        self._resyncs = 0
+        # Last price of a snapshot side cut at its limit (None: whole side).
+        self._bid_edge: Decimal | None = None
+        self._ask_edge: Decimal | None = None
 
     @property
     def state(self) -> State:
@@ -219,11 +153,6 @@ class LocalBook:
     def last_update_id(self) -> int | None:
         """The local id: the last update id in the book (None before a snapshot)."""
         return self._local_id
-
-    @property
-    def resyncs(self) -> int:
-        """How many times a snapshot-based book was thrown away by `reset()`."""
-        return self._resyncs
 
     @property
     def buffered(self) -> int:
@@ -255,7 +184,7 @@ class LocalBook:
             return Outcome.BUFFERED
         return Outcome.RESYNC_PENDING
 
-    def apply_depth(self, book: OrderBook) -> Outcome:
+    def apply_depth(self, book: OrderBook, limit: int | None = None) -> Outcome:
         """Start from a REST snapshot and replay the buffered events (steps 3 to 6).
 
         REFETCH (still buffering, buffer kept) when `lastUpdateId` is smaller
@@ -283,8 +212,11 @@ class LocalBook:
         pending = [event for event in self._buffer if event.last_update_id > snapshot_id]
         self._buffer.clear()
         self._buffered_levels = 0
-        self._bid_prices, self._bid_qty = _side(book.bids)
-        self._ask_prices, self._ask_qty = _side(book.asks)
+        self._bid_prices, self._bid_qty = side_from(book.bids)
+        self._ask_prices, self._ask_qty = side_from(book.asks)
+        cut = limit is not None
+        self._bid_edge = book.bids[-1][0] if cut and len(book.bids) >= limit else None
+        self._ask_edge = book.asks[-1][0] if cut and len(book.asks) >= limit else None
         self._local_id = snapshot_id
         self._state = State.SYNCED
         if self._crossed():
@@ -297,13 +229,7 @@ class LocalBook:
         return Outcome.SYNCED
 
     def reset(self) -> None:
-        """Throw the book away and buffer again (step 1); counts a resync.
-
-        A reset while still buffering only empties the buffer and is not
-        counted: no book was lost.
-        """
-        if self._state is not State.BUFFERING:
-            self._resyncs += 1
+        """Throw the book away and buffer again (step 1)."""
         self._state = State.BUFFERING
         self._buffer.clear()
         self._buffered_levels = 0
@@ -322,8 +248,8 @@ class LocalBook:
         if update.first_update_id > local_id + 1:
             self._state = State.OUT_OF_SYNC
             return Outcome.GAP
-        _set_levels(self._bid_prices, self._bid_qty, update.bids)
-        _set_levels(self._ask_prices, self._ask_qty, update.asks)
+        set_levels(self._bid_prices, self._bid_qty, update.bids)
+        set_levels(self._ask_prices, self._ask_qty, update.asks)
         self._local_id = update.last_update_id
         if self._crossed():
             # A real book never stays crossed: our copy is wrong somewhere.
@@ -355,18 +281,20 @@ class LocalBook:
         return self._ask_prices[0], self._ask_qty[0]
 
     def view(self, levels: int) -> OrderBook:
-        """The top `levels` levels per side, in REST order (bids desc, asks asc).
+        """The top `levels` levels per side it can vouch for, in REST order (bids desc, asks asc).
 
-        Raises NotSynced unless synced: a half-built or stale book must
-        not be exported as if it were the market.
+        A side may come back shorter than `levels`; its `_cut` flag says
+        whether more levels may exist beyond the last one given (the side
+        was cut by `levels` or by the snapshot's limit). Raises NotSynced
+        unless synced: a half-built or stale book must not be exported as if
+        it were the market.
         """
         self._require_synced()
         if levels < 0:
             raise ValueError("levels must be >= 0")
         assert self._local_id is not None
-        start = max(len(self._bid_prices) - levels, 0)  # not -levels: -0 is the whole list
-        return OrderBook(
-            last_update_id=self._local_id,
-            bids=tuple(zip(reversed(self._bid_prices[start:]), reversed(self._bid_qty[start:]))),
-            asks=tuple(zip(self._ask_prices[:levels], self._ask_qty[:levels])),
-        )
+        bids, bids_cut = best_levels(self._bid_prices, self._bid_qty, levels, self._bid_edge,
+                                     bids=True)
+        asks, asks_cut = best_levels(self._ask_prices, self._ask_qty, levels, self._ask_edge,
+                                     bids=False)
+        return OrderBook(self._local_id, bids, asks, bids_cut=bids_cut, asks_cut=asks_cut)

@@ -58,6 +58,10 @@ class OrderBook:
     last_update_id: int
     bids: Sequence[Level]
     asks: Sequence[Level]
+    # True when a side may continue past its last level given: cut by the
+    # request's limit (REST) or by what a local book can vouch for (stream).
+    bids_cut: bool = False
+    asks_cut: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from binance_exporter.binance.payloads import PayloadError
 from binance_exporter.market.types import OrderBook
 from binance_exporter.binance.depth_events import DepthUpdate, decode_depth_update
-from binance_exporter.market import order_book
+from binance_exporter.market import book_sides
 from binance_exporter.market.order_book import LocalBook, NotSynced, Outcome, State
 
 SYMBOL = "BNBBTC"
@@ -146,7 +146,6 @@ class BufferingTest(unittest.TestCase):
         self.assertIs(book.apply_depth(fresh), Outcome.SYNCED)
         self.assertEqual(contents(book), ([("10", "5"), ("9", "2")], [("12", "4")]))
         self.assertEqual(book.last_update_id, 104)
-        self.assertEqual(book.resyncs, 0)
 
     def test_buffered_events_up_to_the_snapshot_are_dropped(self):
         book = LocalBook(SYMBOL)
@@ -307,7 +306,6 @@ class SyncedTest(unittest.TestCase):
         with self.assertRaises(RuntimeError):
             book.apply_depth(SNAPSHOT_100)
         book.reset()
-        self.assertEqual(book.resyncs, 1)
         self.assertIs(book.state, State.BUFFERING)
         self.assertIsNone(book.last_update_id)
         # The second sync from scratch.
@@ -317,7 +315,6 @@ class SyncedTest(unittest.TestCase):
         self.assertEqual(contents(book), ([("10", "7")], [("12", "4")]))
         book.reset()
         book.reset()  # still buffering: no book lost, not counted
-        self.assertEqual(book.resyncs, 2)
 
     def test_crossed_result_needs_a_resync(self):
         book = synced_book()
@@ -333,6 +330,26 @@ class SyncedTest(unittest.TestCase):
         with self.assertRaises(RuntimeError):
             synced_book().apply_depth(SNAPSHOT_100)
 
+    def test_a_cut_snapshot_vouches_for_nothing_beyond_its_last_level(self):
+        book = LocalBook(SYMBOL)
+        book.on_event(event(95, 100))
+        # Asked for 2 levels, got 2: both sides were cut at 9 and 12.
+        self.assertIs(book.apply_depth(SNAPSHOT_100, limit=2), Outcome.SYNCED)
+        # A diff adds levels beyond both edges, and takes the best bid away.
+        book.on_event(event(101, 101, bids=[("10", "0"), ("5", "1")], asks=[("20", "1")]))
+        top = book.view(5)
+        self.assertEqual(top.bids, levels(("9", "2")))  # not 5: what lies between is unknown
+        self.assertEqual(top.asks, levels(("11", "3"), ("12", "4")))
+        self.assertTrue(top.bids_cut and top.asks_cut)
+        # A side shorter than the limit was whole: it vouches for every level.
+        whole = LocalBook(SYMBOL)
+        whole.on_event(event(95, 100))
+        whole.apply_depth(SNAPSHOT_100, limit=3)
+        whole.on_event(event(101, 101, bids=[("5", "1")]))
+        self.assertEqual(len(whole.view(5).bids), 3)
+        self.assertFalse(whole.view(5).bids_cut)
+        self.assertTrue(whole.view(1).asks_cut)
+
     def test_wrong_symbol(self):
         with self.assertRaises(ValueError):
             synced_book().on_event(DepthUpdate("ETHBTC", 0, 101, 101, (), ()))
@@ -344,8 +361,10 @@ class SyncedTest(unittest.TestCase):
         self.assertEqual(top.last_update_id, 101)
         self.assertEqual(top.bids, levels(("10", "1"), ("9.5", "1")))
         self.assertEqual(top.asks, levels(("11", "3"), ("12", "4")))
-        self.assertEqual(book.view(0), OrderBook(101, (), ()))
-        self.assertEqual(len(book.view(100).bids), 4)
+        self.assertEqual(book.view(0), OrderBook(101, (), (), bids_cut=True, asks_cut=True))
+        whole = book.view(100)
+        self.assertEqual(len(whole.bids), 4)
+        self.assertFalse(whole.bids_cut or whole.asks_cut)  # no limit: the snapshot was whole
         with self.assertRaises(ValueError):
             book.view(-1)
 
@@ -448,7 +467,6 @@ class PropertyTest(unittest.TestCase):
             seen = max(snapshot_id, raw["u"])
             self.assertEqual(book.view(100), _as_rest(states[seen - START_ID], seen))
         self.assertTrue(book.synced)
-        self.assertEqual(book.resyncs, 0)
 
 
 if __name__ == "__main__":
@@ -471,7 +489,7 @@ class LargeEventTest(unittest.TestCase):
                 expected[D(price)] = D(qty)
             else:
                 expected.pop(D(price), None)
-        order_book.merge_levels(prices, quantities, [(D(p), D(q)) for p, q in update])
+        book_sides.merge_levels(prices, quantities, [(D(p), D(q)) for p, q in update])
         self.assertEqual(list(zip(prices, quantities)), sorted(expected.items()))
 
     def test_a_million_level_event_is_applied_in_one_pass(self):
