@@ -227,7 +227,7 @@ def _full(events: int, seed: int) -> dict:
         "publishes": publishes[0],
         "renders": renders,
         "synced_books": rig.synced_books(),
-        "resyncs": sum(rig.books.resyncs().values()),
+        "resyncs": sum(rig.books.stats()[1].values()),
     }
 
 

@@ -16,13 +16,20 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from binance_exporter import report
 from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient
 from binance_exporter.binance.weights import DEFAULT_WEIGHT_LIMIT
-from binance_exporter.config import SPREADS_ALL, Config, planned_weight_per_minute, rankings_weight
+from binance_exporter.config import (
+    REPAIR_RUNS,
+    SPREADS_ALL,
+    Config,
+    planned_weight_per_minute,
+    rankings_weight,
+    snapshot_limit,
+)
 from binance_exporter.jobs.analytics import AnalyticsJob
 from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.rankings import RankingsJob
@@ -31,8 +38,12 @@ from binance_exporter.jobs.supervisor import Supervisor, Watchdog
 from binance_exporter.metrics.exposition import build_exposition
 from binance_exporter.metrics.http import ExporterServer
 from binance_exporter.model import ANALYTICS, JOBS, RANKINGS, SPREADS, Snapshot, SnapshotStore
-from binance_exporter.sources.base import BookSource
+from binance_exporter.sources.base import BookSource, TradeSource
 from binance_exporter.sources.rest import RestSource
+from binance_exporter.sources.rest_trades import RestTrades
+
+if TYPE_CHECKING:  # stream mode's modules load only in stream mode
+    from binance_exporter.sources.stream_source import StreamSource
 
 LOG = logging.getLogger("binance_exporter")
 # glibc mallopt() parameters, from <malloc.h>.
@@ -87,26 +98,31 @@ class App:  # pylint: disable=too-many-instance-attributes
         # Each pool thread gets its own Spot (see BinanceClient), so parallel
         # requests never share a requests.Session.
         self.pool = DaemonPool(8, name="binance-rest")
-        self.stream = None
+        self.stream: StreamSource | None = None
         self._publisher: Callable[[threading.Event], None] | None = None
         source: BookSource
+        trades: TradeSource
         if config.stream is not None and not config.once:
-            source = self._stream_source()
+            source = trades = self._stream_source()
+            self.rankings = RankingsJob(self.client, self.pool, self.store, config.ranking,
+                                        table=self._stream().tickers,
+                                        repair_every=config.refresh_interval * REPAIR_RUNS)
         else:
             source = RestSource(self.client, self.pool,
                                 all_symbols=config.ranking.spread_symbols == SPREADS_ALL)
-        self.rankings = RankingsJob(self.client, self.pool, self.store, config.ranking)
+            trades = RestTrades(self.client, self.pool)
+            self.rankings = RankingsJob(self.client, self.pool, self.store, config.ranking)
         self.quotes = QuotesJob(source, self.pool, self.store, config.ranking,
                                 convert_also=config.analytics.extra_symbols
                                 if config.analytics else ())
-        self.analytics = AnalyticsJob(self.client, self.pool, self.store, config.analytics,
+        self.analytics = AnalyticsJob(source, trades, self.store, config.analytics,
                                       config.ranking.owns) if config.analytics else None
 
-    def _stream_source(self) -> BookSource:
+    def _stream_source(self) -> StreamSource:
         """Stream mode's source and publisher, imported only now."""
         # pylint: disable=import-outside-toplevel
         from binance_exporter.jobs.republisher import Republisher
-        from binance_exporter.sources.stream import StreamSource
+        from binance_exporter.sources.stream_source import StreamSource as Source
 
         stream = self.config.stream
         assert stream is not None
@@ -114,10 +130,16 @@ class App:  # pylint: disable=too-many-instance-attributes
         # Resync snapshots may spend what the schedule leaves of the weight share.
         spare = self.config.weight_share * DEFAULT_WEIGHT_LIMIT \
             - planned_weight_per_minute(self.config)
-        self.stream = StreamSource(self.client, stream.url, stream.snapshot_limit,
-                                   on_change=republisher.changed, record=stream.record,
-                                   snapshot_weight_per_minute=spare)
+        self.stream = Source(self.client, stream.url, snapshot_limit(self.config),
+                             on_change=republisher.changed, record=stream.record,
+                             snapshot_weight_per_minute=spare,
+                             follow_trades=self.config.analytics is not None)
         self._publisher = lambda stop: republisher.run(self.quotes.refresh_books, stop)
+        return self.stream
+
+    def _stream(self) -> StreamSource:
+        """The stream source (stream mode only)."""
+        assert self.stream is not None
         return self.stream
 
     # Jobs -------------------------------------------------------------------

@@ -205,14 +205,17 @@ def _web_config(path: str | None) -> WebConfig | None:
               help="Levels per side of the analytics depth snapshots; figures needing deeper "
                    "books are left out.")
 @click.option("--source", type=click.Choice([REST, STREAM]), default=REST, show_envvar=True,
-              help="Where books and quotes come from: REST polls, or local order books kept "
-                   "from websocket diff-depth streams (zero REST weight between resyncs).")
+              help="Where books and quotes come from: REST polls, or the websocket streams "
+                   "(bookTicker for every spread, local depth books for the ranked symbols, "
+                   "!ticker_1d@arr for the rankings, aggTrade for trade flow).")
 @click.option("--stream-url", default="wss://stream.binance.com:9443", callback=_stream_url,
               show_envvar=True,
               help="Websocket market-stream base URL (with --source stream).")
-@click.option("--stream-snapshot-limit", type=click.IntRange(1, 5000), default=1000,
+@click.option("--stream-snapshot-limit", type=click.IntRange(1, 5000), default=None,
               show_envvar=True,
-              help="Levels of the REST snapshot each local book starts from (weight 50 at 1000).")
+              help="Levels of the REST snapshot each local book starts from; default: the "
+                   "cheapest weight tier covering --depth-levels plus a quarter and "
+                   "--analytics-depth-limit (500, weight 25, at the defaults).")
 @click.option("--record", type=click.Path(dir_okay=False, writable=True), default=None,
               show_envvar=True,
               help="With --source stream: write every stream message and depth snapshot "
@@ -252,7 +255,7 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
     analytics_depth_limit: int,
     source: str,
     stream_url: str,
-    stream_snapshot_limit: int,
+    stream_snapshot_limit: int | None,
     record: str | None,
     timeout: float,
     weight_share: float,

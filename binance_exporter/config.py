@@ -21,6 +21,7 @@ from binance_exporter.binance.weights import (
     TICKER_24H_ALL_WEIGHT,
     depth_limit_for,
     depth_weight,
+    snapshot_limit_for,
 )
 from binance_exporter.market.rankings import shard_owns
 from binance_exporter.market.types import QUOTE_VOLUME
@@ -28,6 +29,11 @@ from binance_exporter.metrics.web_config import WebConfig
 
 SPREADS_TOP, SPREADS_ALL, SPREADS_LIST = "top", "all", "list"
 REST, STREAM = "rest", "stream"
+# A local book must still vouch for --depth-levels after levels vanished at
+# its top: its snapshot covers a quarter more, and at least 20 levels more.
+BOOK_MARGIN = 0.25
+BOOK_MARGIN_MIN = 20
+REPAIR_RUNS = 10  # stream mode asks REST for the 24 h tickers every 10 rankings runs
 
 
 class ConfigError(ValueError):
@@ -63,7 +69,7 @@ class StreamConfig:
     """Stream mode: where the market streams are, how deep each book starts, `--record`."""
 
     url: str = "wss://stream.binance.com:9443"
-    snapshot_limit: int = 1000
+    snapshot_limit: int | None = None  # None: `snapshot_limit(config)` chooses
     record: str | None = None
 
 
@@ -127,8 +133,33 @@ def analytics_weight(analytics: AnalyticsConfig, symbols: int) -> int:
     return symbols * (depth_weight(analytics.depth_limit) + AGG_TRADES_WEIGHT)
 
 
+def snapshot_limit(config: Config) -> int:
+    """The depth `limit` each local book starts from in stream mode.
+
+    The cheapest weight tier covering what a book must answer: the top
+    `--depth-levels` plus a margin for levels vanishing at the top before the
+    book has to start over, and the analytics snapshot's depth. Binance
+    charges by tier, so the rest of the tier comes free (500 levels at the
+    defaults, weight 25).
+    """
+    if config.stream is not None and config.stream.snapshot_limit is not None:
+        return config.stream.snapshot_limit
+    levels = config.ranking.depth_levels
+    needed = levels + max(BOOK_MARGIN_MIN, int(levels * BOOK_MARGIN))
+    if config.analytics is not None:
+        needed = max(needed, config.analytics.depth_limit)
+    return snapshot_limit_for(needed)
+
+
 def planned_weight_per_minute(config: Config) -> float:
-    """Request weight the schedule spends per minute, at most (rankings, spreads, analytics)."""
+    """Request weight the schedule spends per minute, at most (rankings, spreads, analytics).
+
+    Stream mode reads the spreads, books and trades from the streams and asks
+    REST for exchangeInfo and the 24 h tickers every `REPAIR_RUNS` runs.
+    """
+    if config.stream is not None and not config.once:
+        return (EXCHANGE_INFO_WEIGHT + TICKER_24H_ALL_WEIGHT) * 60.0 \
+            / (config.refresh_interval * REPAIR_RUNS)
     planned = (
         rankings_weight(config.ranking) * 60.0 / config.refresh_interval
         + BOOK_TICKER_MULTI_WEIGHT * 60.0 / config.update_interval

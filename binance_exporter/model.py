@@ -109,6 +109,11 @@ class StreamView:
     last_message: float | None  # Unix time of the latest message
     update_ids: Mapping[str, int]  # last applied final update id (u) of each synced book
     resyncs: Mapping[str, int]  # books rebuilt from a snapshot, by symbol
+    quotes_wanted: int = 0  # symbols whose best quotes are followed (bookTicker)
+    quotes_live: int = 0  # of those, the ones with live quotes
+    ticker_repairs: int = 0  # 24 h ticker entries the REST repair corrected
+    trade_gap_fills: Mapping[str, int] = field(default_factory=dict)  # by symbol
+    trades_missed: Mapping[str, int] = field(default_factory=dict)  # aggregate ids given up on
 
 
 @dataclass(frozen=True)

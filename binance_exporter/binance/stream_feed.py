@@ -3,7 +3,10 @@
 Binance carries at most 1024 streams on one connection; `StreamFeed` splits
 the streams the books need over as many supervised connections
 (`websocket.StreamSupervisor`) and adds their counters up for the metrics,
-keeping those of connections it replaced.
+keeping those of connections it replaced. When the streams change, only the
+connections whose part changed are replaced: callers list the streams that
+rarely change (every symbol's best quotes) first, and those that follow the
+rankings last, so a new ranking reconnects one connection, not all.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from typing import Callable
 
 import msgspec
 
+from binance_exporter.binance.traffic import StreamStats
 from binance_exporter.binance.websocket import (
     MAX_STREAMS_PER_CONNECTION,
-    StreamStats,
+    ConnectionAttempts,
     StreamSupervisor,
 )
 
@@ -33,37 +37,47 @@ class StreamFeed:
         supervisor_factory: Callable[..., StreamSupervisor] = StreamSupervisor,
         on_raw: Callable[[str], None] | None = None,
         on_disconnect: Callable[[list[str]], None] = lambda streams: None,
+        on_live: Callable[[list[str]], None] = lambda streams: None,
     ) -> None:
         self.url = url
         self.on_data = on_data
         self.on_connect = on_connect  # with the streams of the connection that (re)connected
         self.on_disconnect = on_disconnect  # with the streams of the connection that dropped
+        self.on_live = on_live  # with the streams of a connection now fully subscribed
         self.watchdog = watchdog
         self.on_raw = on_raw
         self._factory = supervisor_factory
+        self._attempts = ConnectionAttempts()  # one budget for every connection
         self._lock = threading.Lock()
         self._streams: list[str] = []
         self._supervisors: list[StreamSupervisor] = []
         self._retired = StreamStats(False, 0, {}, None)  # counters of replaced connections
 
     def track(self, streams: list[str]) -> None:
-        """Follow exactly `streams`; reconnects only when the set changed."""
+        """Follow exactly `streams`; replaces only the connections whose part changed."""
         with self._lock:
-            if sorted(streams) == sorted(self._streams):
+            if streams == self._streams:
                 return
-            old, self._supervisors = self._supervisors, []
             self._streams = list(streams)
+            parts = [streams[start:start + MAX_STREAMS_PER_CONNECTION]
+                     for start in range(0, len(streams), MAX_STREAMS_PER_CONNECTION)]
+            old = self._supervisors
+            kept = [old[i] if i < len(old) and old[i].streams == part else None
+                    for i, part in enumerate(parts)]
             for supervisor in old:
-                self._retire(supervisor)
-            for start in range(0, len(streams), MAX_STREAMS_PER_CONNECTION):
-                part = streams[start:start + MAX_STREAMS_PER_CONNECTION]
-                supervisor = self._factory(
-                    self.url, part, self.on_data,
-                    lambda part=part: self.on_connect(part), self.watchdog, on_raw=self.on_raw,
-                    on_disconnect=lambda part=part: self.on_disconnect(part),
-                )
-                supervisor.start()
-                self._supervisors.append(supervisor)
+                if supervisor not in kept:
+                    self._retire(supervisor)
+            self._supervisors = [supervisor or self._start(part)
+                                 for supervisor, part in zip(kept, parts)]
+
+    def _start(self, part: list[str]) -> StreamSupervisor:
+        supervisor = self._factory(
+            self.url, part, self.on_data, lambda: self.on_connect(part), self.watchdog,
+            on_raw=self.on_raw, on_disconnect=lambda: self.on_disconnect(part),
+            on_live=lambda: self.on_live(part), attempts=self._attempts,
+        )
+        supervisor.start()
+        return supervisor
 
     def _retire(self, supervisor: StreamSupervisor) -> None:
         supervisor.stop()

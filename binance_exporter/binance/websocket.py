@@ -16,6 +16,10 @@ A connection counts as live (`connected`) only once Binance has acknowledged
 every SUBSCRIBE, and stays so only while valid messages arrive: junk frames
 do not reset the silence watchdog. Reconnects back off exponentially with
 jitter; a connection that drops at once backs off further each time.
+`on_live` announces the moment every SUBSCRIBE is acknowledged, from which
+no change of a subscribed stream can be missed. The attempts of all the
+connections of one exporter share one `ConnectionAttempts`, so even a storm
+stays within Binance's 300 per 5 minutes per IP.
 """
 
 from __future__ import annotations
@@ -23,23 +27,62 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
+from collections import deque
 from typing import Any, Callable
 
 import msgspec
 from binance.websocket.spot.websocket_stream import SpotWebsocketStreamClient
 
 from binance_exporter.binance.backoff import retry_delay
+from binance_exporter.binance.traffic import StreamStats, Traffic
 
 LOG = logging.getLogger(__name__)
 
 MAX_STREAMS_PER_CONNECTION = 1024  # Binance's documented limit
 MAX_CONNECTION_AGE = 23.5 * 3600.0  # Binance closes at 24 h; leave on our own terms first
 SUBSCRIBE_BATCH = 200  # streams per SUBSCRIBE message
-SUBSCRIBE_GAP = 0.25  # seconds between control messages (Binance allows 5 per second)
+# Seconds between control messages. Binance allows 5 incoming messages per
+# second, pongs included: at most 3 SUBSCRIBEs fall in any 1 s window.
+SUBSCRIBE_GAP = 0.35
 ACK_TIMEOUT = 10.0  # seconds for every SUBSCRIBE to be acknowledged before giving up
 STABLE_CONNECTION = 10.0  # seconds live after which a drop starts the back-off over
+# Binance allows 300 connection attempts per 5 minutes per IP; keep a margin
+# for other clients on the same address.
+MAX_ATTEMPTS = 250
+ATTEMPT_WINDOW = 300.0
+
+
+class ConnectionAttempts:
+    """Connection attempts shared by every connection of one exporter, within Binance's limit.
+
+    Back-off alone keeps a reconnect storm far below the limit; this makes
+    it a guarantee however many connections fail together: an attempt past
+    `limit` within `window` seconds waits for the oldest to leave the window.
+    """
+
+    def __init__(self, limit: int = MAX_ATTEMPTS, window: float = ATTEMPT_WINDOW,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = limit
+        self._window = window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._times: deque[float] = deque()
+
+    def wait_turn(self, stop: threading.Event) -> bool:
+        """Wait until one more attempt is within the limit, and take it; False if stopped."""
+        while not stop.is_set():
+            with self._lock:
+                now = self._clock()
+                while self._times and now - self._times[0] >= self._window:
+                    self._times.popleft()
+                if len(self._times) < self._limit:
+                    self._times.append(now)
+                    return True
+                wait = self._times[0] + self._window - now
+            LOG.warning("%d stream connection attempts in %.0f s; waiting %.0f s", self._limit,
+                        self._window, wait)
+            stop.wait(wait)
+        return False
 
 
 class _Envelope(msgspec.Struct, frozen=True, gc=False):
@@ -50,16 +93,6 @@ class _Envelope(msgspec.Struct, frozen=True, gc=False):
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
-
-
-class _Reply(msgspec.Struct, frozen=True, gc=False):
-    """The answer to a SUBSCRIBE: `{"result": null, "id": n}` when it worked."""
-
-    id: int
-    result: object = None
-
-
-_REPLY = msgspec.json.Decoder(_Reply)
 
 
 def _is_shutdown(data: msgspec.Raw) -> bool:
@@ -80,107 +113,6 @@ class _DaemonStreamClient(SpotWebsocketStreamClient):
         return manager
 
 
-@dataclass(frozen=True)
-class StreamStats:
-    """A copy of the supervisor's counters, for the metrics."""
-
-    connected: bool
-    reconnects: int
-    messages: dict[str, int]  # by stream type (the part after '@', e.g. depth@100ms)
-    last_message: float | None  # Unix time
-
-
-def stream_type(stream: str) -> str:
-    """`btcusdt@depth@100ms` -> `depth@100ms`: a bounded label, unlike the symbol."""
-    return stream.split("@", 1)[1] if "@" in stream else stream
-
-
-class Traffic:
-    """What one connection has received: counts by stream type, acknowledgements, liveness.
-
-    The reader thread records; the supervisor's loop and the metrics read.
-    The connection is live once every SUBSCRIBE is acknowledged, until lost.
-    """
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self._wall_clock = wall_clock
-        self._lock = threading.Lock()
-        self._messages: Counter[str] = Counter()
-        self._kinds: dict[str, str] = {}  # stream name -> stream type, worked out once
-        self._last_message: float | None = None  # Unix time
-        self._pending: set[int] = set()  # SUBSCRIBE ids not yet acknowledged
-        self.live = False
-        self._live_since: float | None = None  # monotonic time the connection became live
-        self.last_seen = time.monotonic()  # of the last valid message
-
-    @property
-    def unacknowledged(self) -> bool:
-        """True while a SUBSCRIBE of this connection awaits its reply."""
-        return bool(self._pending)
-
-    def subscribing(self, ids: set[int]) -> None:
-        """A new connection is about to send SUBSCRIBEs with these ids."""
-        with self._lock:
-            self._pending = set(ids)
-            self.live = False
-            self._live_since = None
-        self.last_seen = time.monotonic()
-
-    def acknowledged(self, reply_id: int) -> bool | None:
-        """A reply `{"result": null, "id": reply_id}`: True when the connection is now live,
-        False when more replies are awaited, None when no SUBSCRIBE had that id."""
-        with self._lock:
-            if reply_id not in self._pending:
-                return None
-            self._pending.discard(reply_id)
-            self.live = not self._pending
-            live = self.live
-            if live:
-                self._live_since = time.monotonic()
-        self.last_seen = time.monotonic()
-        return live
-
-    def data(self, stream: str) -> None:
-        """A valid message of `stream`."""
-        self.last_seen = time.monotonic()
-        kind = self._kinds.get(stream)
-        if kind is None:
-            kind = self._kinds[stream] = stream_type(stream)
-        with self._lock:
-            self._messages[kind] += 1
-            self._last_message = self._wall_clock()
-
-    def control(self, text: str, url: str) -> None:
-        """A message that is not {stream, data}: a SUBSCRIBE reply, or junk."""
-        try:
-            reply = _REPLY.decode(text)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            LOG.debug("ignored a stream message that is neither data nor a reply: %.200s", text)
-            return
-        live = self.acknowledged(reply.id) if reply.result is None else None
-        if live is None:
-            LOG.warning("unexpected reply on the stream connection: %.200s", text)
-        elif live:
-            LOG.info("stream subscriptions acknowledged on %s", url)
-
-    def live_for(self) -> float:
-        """Seconds the connection has been live (0 when it is not)."""
-        with self._lock:
-            return 0.0 if self._live_since is None else time.monotonic() - self._live_since
-
-    def lost(self) -> None:
-        """The connection is gone: not live, nothing awaited."""
-        with self._lock:
-            self.live = False
-            self._pending = set()
-            self._live_since = None
-
-    def stats(self, reconnects: int) -> StreamStats:
-        """Counters for the metrics."""
-        with self._lock:
-            return StreamStats(self.live, reconnects, dict(self._messages), self._last_message)
-
-
 class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
     """Keeps one combined-stream connection alive and subscribed."""
 
@@ -196,7 +128,9 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         *,
         on_raw: Callable[[str], None] | None = None,
         on_disconnect: Callable[[], None] = lambda: None,
+        on_live: Callable[[], None] = lambda: None,
         backoff: Callable[[int], float] = retry_delay,
+        attempts: ConnectionAttempts | None = None,
     ) -> None:
         if len(streams) > MAX_STREAMS_PER_CONNECTION:
             raise ValueError(f"at most {MAX_STREAMS_PER_CONNECTION} streams per connection")
@@ -205,10 +139,12 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         self.on_data = on_data
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect  # the streams' data is no longer live
+        self.on_live = on_live  # every SUBSCRIBE acknowledged (reader thread)
         self.on_raw = on_raw  # sees every text frame first (`--record`)
         self.watchdog = watchdog
         self._backoff = backoff  # failures in a row -> seconds before the next attempt
         self._factory = client_factory
+        self._attempts = attempts if attempts is not None else ConnectionAttempts()
         self._traffic = Traffic(wall_clock)
         self._stop = threading.Event()
         self._dead = threading.Event()
@@ -238,7 +174,7 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
 
     def _run(self) -> None:
         failures = 0
-        while not self._stop.is_set():
+        while self._attempts.wait_turn(self._stop):
             try:
                 client = self._connect()
             except Exception:  # pylint: disable=broad-exception-caught
@@ -348,7 +284,8 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         try:
             message = _ENVELOPE.decode(text)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            self._traffic.control(text, self.url)
+            if self._traffic.control(text, self.url):
+                self.on_live()
             return
         stream = message.stream
         if stream not in self._wanted and not stream.startswith("!"):

@@ -40,3 +40,18 @@ def depth_limit_for(depth_levels: int) -> int:
     limit that covers them.
     """
     return max(1, min(depth_levels, MAX_DEPTH_LIMIT))
+
+
+# The top of each depth weight tier: asking for fewer levels costs as much.
+DEPTH_TIERS = (100, 500, 1000, MAX_DEPTH_LIMIT)
+
+
+def snapshot_limit_for(levels: int) -> int:
+    """The cheapest `limit` tier that covers `levels`, asked for whole.
+
+    Binance charges a depth request by the tier of its limit (1-100, 101-500,
+    501-1000, 1001-5000), so within the tier the extra levels are free: a
+    local book started from them can lose levels at the top for longer before
+    it must be started again.
+    """
+    return next((top for top in DEPTH_TIERS if levels <= top), MAX_DEPTH_LIMIT)

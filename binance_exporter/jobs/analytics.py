@@ -1,14 +1,18 @@
-"""The analytics job: depth answers and trade pages for the analytics symbols.
+"""The analytics job: fills, depth bands and trade flow of the analytics symbols.
 
 Runs every `--analytics-interval` after the rankings are known, so it never
-adds to the start-up floor. Per symbol and run it costs one depth request at
-`--analytics-depth-limit` and one or more aggTrades pages (weight 4 each).
+adds to the start-up floor. It reads books from a `BookSource` and trade flow
+from a `TradeSource`: in REST mode each run costs, per symbol, one depth
+request at `--analytics-depth-limit` and one or more aggTrades pages (weight
+4 each); in stream mode it reads the local books and the aggTrade streams and
+costs nothing.
 
 Honesty rules: a figure the snapshot cannot support is left out and counted,
 never guessed. A fill that runs past the last level of a side that was cut
-at the request limit, or a band whose edge lies beyond it, may be wrong, so
-neither is exported (reason `beyond_snapshot`). A fill that runs past the
-end of a side Binance returned whole is really unfillable, and
+(at the request limit, or where a local book stops vouching for its
+levels), or a band whose edge lies beyond it, may be wrong, so neither is
+exported (reason `beyond_snapshot`). A fill that runs past the end of a
+side known whole is really unfillable, and
 `binance_fill_unfilled_notional` says by how much.
 
 Order sizes are reference-currency amounts, converted to the book's quote
@@ -21,13 +25,11 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from typing import Callable, Sequence
+from typing import Callable
 
-from binance_exporter.binance.payloads import parse_agg_trades, parse_depth
-from binance_exporter.binance.pool import DaemonPool
-from binance_exporter.binance.rest import BinanceClient, BinanceError
+from binance_exporter.binance.rest import BinanceError
 from binance_exporter.config import AnalyticsConfig
-from binance_exporter.jobs.quotes import INVALID_SYMBOL, READ_ERRORS
+from binance_exporter.jobs.quotes import INVALID_SYMBOL
 from binance_exporter.market.fills import (
     ASK,
     BID,
@@ -40,8 +42,7 @@ from binance_exporter.market.fills import (
 )
 from binance_exporter.market.conversion import NO_REFERENCE_PRICE, from_reference, to_reference
 from binance_exporter.market.quotes import book_problem
-from binance_exporter.market.trades import TradeFlow, gap_possible, next_page_params
-from binance_exporter.market.types import Level, OrderBook
+from binance_exporter.market.types import OrderBook
 from binance_exporter.model import (
     ANALYTICS,
     Analytics,
@@ -51,15 +52,9 @@ from binance_exporter.model import (
     SnapshotStore,
     TradeTotals,
 )
+from binance_exporter.sources.base import BookSource, TradeSource
 
-TRADE_PAGE = 1000  # aggTrades limit per page (Binance's maximum)
-MAX_PAGES = 5  # pages per symbol and run; the rest waits for the next run
 BEYOND_SNAPSHOT = "beyond_snapshot"
-
-
-def _returned_whole(levels: Sequence[Level], limit: int) -> bool:
-    """True when Binance returned the whole side, not a side cut at `limit`."""
-    return len(levels) < limit
 
 
 def _rate(answers: Answers | None, symbol: str) -> Decimal | None:
@@ -70,24 +65,23 @@ def _rate(answers: Answers | None, symbol: str) -> Decimal | None:
 
 
 class AnalyticsJob:
-    """Keeps the trade-flow counters and publishes fills, bands and flow."""
+    """Publishes fills, depth bands and trade flow from its book and trade sources."""
 
     def __init__(  # pylint: disable=too-many-arguments,too-many-positional-arguments
         self,
-        client: BinanceClient,
-        pool: DaemonPool,
+        books: BookSource,
+        trades: TradeSource,
         store: SnapshotStore,
         config: AnalyticsConfig,
         owns: Callable[[str], bool],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client = client
-        self.pool = pool
+        self.source = books
+        self.trades = trades
         self.store = store
         self.config = config
         self.owns = owns  # this exporter's shard
         self._clock = clock
-        self._flows: dict[str, TradeFlow] = {}
 
     def symbols(self, snapshot: Snapshot) -> list[str]:
         """The ranked symbols and the `--symbols` list, this shard's part, in order."""
@@ -106,65 +100,56 @@ class AnalyticsJob:
         started = self._clock()
         previous = self.store.current()
         symbols = self.symbols(previous)
-        limit = self.config.depth_limit
-        depth_futures = {s: self.pool.submit(self.client.depth, s, limit) for s in symbols}
-        trade_futures = {s: self.pool.submit(self._follow_trades, s) for s in symbols}
         old = previous.analytics
         books: dict[str, BookAnalytics] = {}
         error: Exception | None = None
-        for symbol, future in depth_futures.items():
-            try:
-                book = parse_depth(future.result(), symbol)
-                books[symbol] = self._book(book, _rate(previous.answers, symbol))
-            except READ_ERRORS as exc:
-                if isinstance(exc, BinanceError) and exc.invalid_symbol:
+        for symbol, book in self.source.depths(symbols, self.config.depth_limit).items():
+            if isinstance(book, Exception):
+                if isinstance(book, BinanceError) and book.invalid_symbol:
                     self.store.skip(ANALYTICS, INVALID_SYMBOL)
                     continue
-                error = exc
+                error = book
                 if old is not None and symbol in old.books:
                     books[symbol] = old.books[symbol]
+            elif isinstance(book, OrderBook):
+                books[symbol] = self._book(book, _rate(previous.answers, symbol))
         trades: dict[str, TradeTotals] = {}
-        for symbol, trade_future in trade_futures.items():
-            try:
-                trade_future.result()
-            except READ_ERRORS as exc:
-                if isinstance(exc, BinanceError) and exc.invalid_symbol:
-                    self._flows.pop(symbol, None)
-                    continue
-                error = exc
-            if (flow := self._flows.get(symbol)) is not None:
-                trades[symbol] = TradeTotals(by_side=flow.by_side(), last_price=flow.last_price)
-        # Symbols that left the analytics set stop being followed.
-        for symbol in set(self._flows) - set(symbols):
-            del self._flows[symbol]
+        for symbol, flow in self.trades.flows(symbols).items():
+            if isinstance(flow, TradeTotals):
+                trades[symbol] = flow
+            elif not (isinstance(flow, BinanceError) and flow.invalid_symbol):
+                error = flow
+                if old is not None and symbol in old.trades:
+                    trades[symbol] = old.trades[symbol]  # behind, never wrong: counters only grow
         return self.store.record({ANALYTICS: (error, started)},
                                  analytics=Analytics(books=books, trades=trades))
 
     def _book(self, book: OrderBook, rate: Decimal | None) -> BookAnalytics:
-        limit = self.config.depth_limit
         mid = mid_price(book)
         if mid is None:
             self.store.skip(ANALYTICS, book_problem(book) or "no_mid")
             return BookAnalytics(fills={}, bands={})
         fills: dict[tuple[str, Decimal], Fill] = {}
-        for side, levels in ((BUY, book.asks), (SELL, book.bids)):
+        for side, levels, cut in ((BUY, book.asks, book.asks_cut),
+                                  (SELL, book.bids, book.bids_cut)):
             for notional in self.config.fill_notionals:
                 if rate is None:
                     self.store.skip(ANALYTICS, NO_REFERENCE_PRICE)
                     continue
                 fill = simulate_fill(levels, from_reference(notional, rate), mid)
-                if fill.complete or _returned_whole(levels, limit):
+                if fill.complete or not cut:
                     fills[(side, notional)] = fill
                 else:
                     self.store.skip(ANALYTICS, BEYOND_SNAPSHOT)
         bands: dict[tuple[str, Decimal], Decimal] = {}
-        for side, levels in ((BID, book.bids), (ASK, book.asks)):
+        for side, levels, cut in ((BID, book.bids, book.bids_cut),
+                                  (ASK, book.asks, book.asks_cut)):
             for band in self.config.depth_bands:
                 # The band is fully inside the snapshot when the side is whole
                 # or its last level already lies outside the band.
                 edge_bid, edge_ask = mid * (1 - band), mid * (1 + band)
                 last = levels[-1][0] if levels else None
-                covered = _returned_whole(levels, limit) or (
+                covered = not cut or (
                     last is not None and (last < edge_bid if side == BID else last > edge_ask)
                 )
                 if covered:
@@ -177,21 +162,3 @@ class AnalyticsJob:
             return BookAnalytics(fills=fills, bands=bands)
         return BookAnalytics(fills=fills, bands=bands, bands_reference={
             key: to_reference(value, rate) for key, value in bands.items()})
-
-    def _follow_trades(self, symbol: str) -> None:
-        """Page aggTrades by id from where the last run stopped (worker thread)."""
-        client = self.client
-        flow = self._flows.get(symbol)
-        if flow is None:
-            # Start from the latest trade: counters begin at start-up.
-            first = parse_agg_trades(client.agg_trades(symbol, **next_page_params(None, 1)))
-            flow = TradeFlow(symbol)
-            flow.apply(first)
-            self._flows[symbol] = flow
-            return
-        for _ in range(MAX_PAGES):
-            params = next_page_params(flow.last_id, TRADE_PAGE)
-            page = parse_agg_trades(client.agg_trades(symbol, **params))
-            flow.apply(page)
-            if not gap_possible(len(page), TRADE_PAGE):
-                return

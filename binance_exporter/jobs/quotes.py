@@ -115,6 +115,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         clock: Callable[[], float] = time.time,
         convert_also: Sequence[str] = (),
     ) -> None:
+        """`convert_also`: the analytics' `--symbols`, whose books are kept and converted too."""
         self.source = source
         self.pool = pool
         self.store = store
@@ -123,6 +124,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         self._reported: dict[str, Decimal] = {}  # the spreads the last delta was taken from
         self._vwaps = VwapTracker(config.depth_levels)
         self.reference = ReferencePrices(config.reference_asset, store, convert_also)
+        self._books_also = tuple(convert_also)
 
     # Entry points -----------------------------------------------------------
 
@@ -131,17 +133,18 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         owns = self.config.owns
         book_symbols = ranking.book_symbols(owns)
         spread_symbols = list(ranking.spread_symbols)
-        self.reference.plan(ranking.info, [t.symbol for t in (*ranking.top_btc,
-                                                              *ranking.top_usdt)])
+        ranked = [t.symbol for t in (*ranking.top_btc, *ranking.top_usdt)]
+        self.reference.plan(ranking.info, ranked)
         # Outside the turn: following new streams may wait on old connections.
-        self.source.track(list(dict.fromkeys(book_symbols + spread_symbols
-                                             + self.reference.symbols)))
+        self.source.track(
+            books=[s for s in dict.fromkeys(ranked + list(self._books_also)) if owns(s)],
+            tops=list(dict.fromkeys(spread_symbols + self.reference.symbols)))
         with self.store.turn:
             previous = self.store.current().answers
             spreads_future = self.pool.submit(self._spreads, spread_symbols)
             reading = self._read_books(book_symbols, previous)
             spreads = spreads_or_kept(spreads_future.result, spread_symbols, previous)
-            self._free_vwaps(reading, spread_symbols)
+            self._free_vwaps(reading, [t.symbol for t in ranking.top_usdt if owns(t.symbol)])
             tracked = [t.symbol for t in (*ranking.top_btc, *ranking.top_usdt)] + spread_symbols
             answers = Answers(
                 symbols={s: ranking.info.symbols[s] for s in tracked if owns(s)},
@@ -187,7 +190,8 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
             book_symbols = [t.symbol for t in answers.top_btc if t.symbol in answers.symbols]
             reading = self._read_books(book_symbols, None)
             spreads = self._spreads(list(answers.spread_symbols))
-            self._free_vwaps(reading, answers.spread_symbols)
+            self._free_vwaps(reading, [t.symbol for t in answers.top_usdt
+                                       if t.symbol in answers.symbols])
             error = spreads.error or (
                 NotSynced(f"order books not in sync: {', '.join(sorted(reading.not_synced))}")
                 if reading.not_synced else None
@@ -235,11 +239,11 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
             if previous is not None and symbol in previous.notional:
                 reading.notional[symbol] = previous.notional[symbol]
 
-    def _free_vwaps(self, reading: BookReading, spread_symbols: Sequence[str]) -> None:
-        """VWAP mids of the spread books too, when reading a book costs nothing."""
+    def _free_vwaps(self, reading: BookReading, ranked: Sequence[str]) -> None:
+        """VWAP mids of the other ranked books too, when reading a book costs nothing."""
         if not self.source.free_books:
             return
-        wanted = [s for s in spread_symbols if s not in reading.vwaps]
+        wanted = [s for s in ranked if s not in reading.vwaps]
         for symbol, book in self.source.books(wanted, self.config.depth_levels).items():
             if isinstance(book, Exception):
                 continue

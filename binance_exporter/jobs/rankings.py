@@ -4,6 +4,13 @@ Both requests leave together (one round trip). The result is a `Ranking`; the
 quotes job then reads the books and spreads it names and publishes both, so a
 scrape never sees new rankings beside old notionals. A failed run publishes
 only its failure: the previous answers stay, marked stale.
+
+In stream mode the 24 h figures come from a `TickerTable` kept current by
+the `!ticker_1d@arr` stream, and a run spends no weight. Both requests are
+made only when the table cannot be trusted (at start, after the ticker
+stream's connection was lost) and once every `repair_every` seconds, when
+the REST answer repairs what missed pushes left wrong; exchangeInfo is
+refreshed with them.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from binance_exporter.binance.payloads import (
     parse_exchange_info,
     parse_tickers_24h,
 )
+from binance_exporter.sources.ticker_table import TickerTable
 from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 from binance_exporter.config import SPREADS_ALL, SPREADS_LIST, RankingConfig
@@ -53,6 +61,9 @@ class RankingsJob:
         store: SnapshotStore,
         config: RankingConfig,
         clock: Callable[[], float] = time.time,
+        *,
+        table: TickerTable | None = None,
+        repair_every: float = 600.0,
     ) -> None:
         self.client = client
         self.pool = pool
@@ -60,20 +71,19 @@ class RankingsJob:
         self.config = config
         self._clock = clock
         self.listed: frozenset[str] = frozenset()  # every symbol in the last exchangeInfo
+        self.table = table  # stream mode: the 24 h figures, kept current by the stream
+        self.repair_every = repair_every
+        self._info: ExchangeInfo | None = None
+        self._asked = -float("inf")  # when Binance was last asked (stream mode)
 
     def run(self) -> Ranking | None:
         """Rank afresh; on failure publish the failure and return None."""
         started = self._clock()
-        info_future = self.pool.submit(self.client.exchange_info)
-        tickers_future = self.pool.submit(self.client.tickers_24h)
         try:
-            info = parse_exchange_info(info_future.result())
-            tickers = parse_tickers_24h(tickers_future.result())
+            info, tickers = self._read(started)
         except (BinanceError, PayloadError) as exc:
             self.store.record({RANKINGS: (exc, started)})
             return None
-        self.client.set_weight_limit(info.weight_limit)
-        self.listed = frozenset(info.symbols)
         config = self.config
         top_btc = top_by_volume(
             info.symbols, tickers, config.btc_quote, config.volume_field, config.top_n
@@ -86,6 +96,29 @@ class RankingsJob:
             spread_symbols=tuple(self._spread_symbols(info, top_usdt)),
             started=started,
         )
+
+    def _read(self, now: float) -> tuple[ExchangeInfo, dict[str, Ticker24h]]:
+        """exchangeInfo and the 24 h figures: asked of Binance, or read from the table."""
+        table = self.table
+        if (table is not None and self._info is not None and table.complete
+                and now - self._asked < self.repair_every):
+            return self._info, table.tickers()
+        info_future = self.pool.submit(self.client.exchange_info)
+        tickers_future = self.pool.submit(self.client.tickers_24h)
+        info = parse_exchange_info(info_future.result())
+        if table is None:
+            tickers = parse_tickers_24h(tickers_future.result())
+        else:
+            repairs = table.repair(tickers_future.result())
+            if repairs:
+                LOG.info("the REST 24 h tickers repaired %d entries of the stream's table",
+                         repairs)
+            tickers = table.tickers()
+            self._asked = now
+        self.client.set_weight_limit(info.weight_limit)
+        self.listed = frozenset(info.symbols)
+        self._info = info
+        return info, tickers
 
     def _spread_symbols(self, info: ExchangeInfo, top_usdt: list[Ticker24h]) -> list[str]:
         """The symbols whose spreads this exporter watches (its shard's part only)."""

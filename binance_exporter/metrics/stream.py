@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 from prometheus_client.core import Metric
 
-from binance_exporter.metrics.families import FamilyCollector, counter, gauge
+from binance_exporter.metrics.families import Family, FamilyCollector, counter, gauge
 from binance_exporter.model import StreamView
 
 MESSAGES = counter(
@@ -37,6 +37,30 @@ RESYNCS = counter(
     "or a reconnect.",
     "symbol",
 )
+QUOTES = gauge(
+    "binance_book_ticker_symbols", "Symbols whose best quotes are followed from bookTicker streams."
+)
+QUOTES_LIVE = gauge(
+    "binance_book_ticker_symbols_live",
+    "Of those, the symbols with live best quotes: their connection is up and a quote came "
+    "since it came up. The others have no spread on the page.",
+)
+TICKER_REPAIRS = counter(
+    "binance_ticker_repairs",
+    "24 h ticker entries the periodic REST answer corrected: pushes the !ticker_1d@arr "
+    "stream missed.",
+)
+GAP_FILLS = counter(
+    "binance_trade_gap_fills",
+    "Gaps in an aggTrade stream (a reconnect, missing ids) filled from REST aggTrades.",
+    "symbol",
+)
+TRADES_MISSED = counter(
+    "binance_trades_missed",
+    "Aggregate trade ids given up on after a gap too long to fill: the trade counters are "
+    "short by that many aggregate trades.",
+    "symbol",
+)
 
 
 class StreamCollector(FamilyCollector):
@@ -51,9 +75,15 @@ class StreamCollector(FamilyCollector):
         binance_stream_last_message_timestamp_seconds 1.700000001e+09
         binance_order_book_update_id{symbol="BTCUSDT"} 99.0
         binance_order_book_resyncs_total{symbol="BTCUSDT"} 1.0
+        binance_book_ticker_symbols 3000.0
+        binance_book_ticker_symbols_live 2998.0
+        binance_ticker_repairs_total 0.0
+        binance_trade_gap_fills_total{symbol="BTCUSDT"} 1.0
+        binance_trades_missed_total{symbol="BTCUSDT"} 0.0
     """
 
-    families = (MESSAGES, CONNECTED, RECONNECTS, LAST_MESSAGE, UPDATE_ID, RESYNCS)
+    families = (MESSAGES, CONNECTED, RECONNECTS, LAST_MESSAGE, UPDATE_ID, RESYNCS, QUOTES,
+                QUOTES_LIVE, TICKER_REPAIRS, GAP_FILLS, TRADES_MISSED)
 
     def __init__(self, view: Callable[[], StreamView]) -> None:
         self._view = view
@@ -72,7 +102,17 @@ class StreamCollector(FamilyCollector):
         for symbol, value in sorted(view.update_ids.items()):
             update.add_metric([symbol], value)
         yield update
-        resyncs = RESYNCS.new()
-        for symbol, count in sorted(view.resyncs.items()):
-            resyncs.add_metric([symbol], count)
-        yield resyncs
+        yield _by_symbol(RESYNCS, view.resyncs)
+        yield QUOTES.single(view.quotes_wanted)
+        yield QUOTES_LIVE.single(view.quotes_live)
+        yield TICKER_REPAIRS.single(view.ticker_repairs)
+        yield _by_symbol(GAP_FILLS, view.trade_gap_fills)
+        yield _by_symbol(TRADES_MISSED, view.trades_missed)
+
+
+def _by_symbol(family: Family, values: Mapping[str, int]) -> Metric:
+    """One sample per symbol, in symbol order."""
+    metric = family.new()
+    for symbol, value in sorted(values.items()):
+        metric.add_metric([symbol], value)
+    return metric

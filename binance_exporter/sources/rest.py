@@ -8,6 +8,7 @@ a read of N books takes one round trip. Every best quote comes from one
 from __future__ import annotations
 
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Sequence
 
 from binance_exporter.binance.payloads import PayloadError, parse_book_tickers, parse_depth
@@ -29,21 +30,30 @@ class RestSource:
         # `symbols` list thousands of names long in the URL.
         self.all_symbols = all_symbols
 
-    def track(self, symbols: Sequence[str]) -> None:
+    def track(self, books: Sequence[str], tops: Sequence[str]) -> None:
         """Nothing to follow: every read asks Binance."""
 
     def books(self, symbols: Sequence[str], levels: int) -> dict[str, OrderBook | Exception]:
-        """One depth request per symbol, all in flight together, at the cheapest covering limit."""
-        limit = depth_limit_for(levels)
+        """One depth request per symbol at the cheapest limit that covers `levels`."""
+        return self.depths(symbols, depth_limit_for(levels))
+
+    def depths(self, symbols: Sequence[str], limit: int) -> dict[str, OrderBook | Exception]:
+        """One depth request per symbol, all in flight together.
+
+        A side that came back with `limit` levels was cut by the limit.
+        """
         futures: dict[str, Future[object]] = {
             s: self.pool.submit(self.client.depth, s, limit) for s in symbols
         }
         books: dict[str, OrderBook | Exception] = {}
         for symbol, future in futures.items():
             try:
-                books[symbol] = parse_depth(future.result(), symbol)
+                book = parse_depth(future.result(), symbol)
             except (BinanceError, PayloadError) as exc:
                 books[symbol] = exc
+                continue
+            books[symbol] = replace(book, bids_cut=len(book.bids) >= limit,
+                                    asks_cut=len(book.asks) >= limit)
         return books
 
     def tops(self, symbols: Sequence[str]) -> dict[str, BookTop | Exception]:

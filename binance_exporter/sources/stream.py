@@ -5,6 +5,14 @@ reader thread), the order-book logic of `order_book.LocalBook` (Binance's
 documented procedure) and the REST client (the snapshot each book starts
 from). A book that is buffering or out of sync is never handed out: callers
 only see synced books, so a series is absent rather than wrong.
+
+Only the books whose depth is needed are kept (the ranked symbols and the
+analytics symbols); every other symbol's best quotes come from its
+bookTicker stream (`book_tickers`). Each book starts from one snapshot per
+(re)connect, at `snapshot_limit` levels: the cheapest weight tier covering
+what the book must answer (`config.snapshot_limit`). A book whose top levels
+have thinned out until it can no longer vouch for the levels asked for
+starts over from a new snapshot.
 """
 
 from __future__ import annotations
@@ -21,14 +29,10 @@ from binance_exporter.binance.backoff import MAX_RETRY
 from binance_exporter.binance.depth_events import DepthUpdate, decode_depth_update
 from binance_exporter.binance.payloads import PayloadError, parse_depth
 from binance_exporter.binance.pool import DaemonPool
-from binance_exporter.binance.recorder import Recorder
 from binance_exporter.binance.rest import BinanceClient, BinanceError
-from binance_exporter.binance.stream_feed import StreamFeed
 from binance_exporter.binance.weights import depth_weight
 from binance_exporter.market.order_book import LocalBook, NotSynced, Outcome
-from binance_exporter.market.quotes import book_top
-from binance_exporter.market.types import BookTop, OrderBook
-from binance_exporter.model import StreamView
+from binance_exporter.market.types import OrderBook
 from binance_exporter.sources.snapshot_schedule import SnapshotSchedule
 
 LOG = logging.getLogger(__name__)
@@ -48,11 +52,10 @@ def _view(book: LocalBook | None, symbol: str, levels: int) -> OrderBook | Excep
     return book.view(levels)
 
 
-def _top(book: LocalBook | None, symbol: str) -> BookTop | Exception:
-    """Best bid and ask of a book (price 0 for an empty side), or NotSynced."""
-    if book is None or not book.synced:
-        return NotSynced(f"{symbol}: local order book not in sync")
-    return book_top(symbol, book.best_bid(), book.best_ask())
+def _short(view: OrderBook, levels: int) -> bool:
+    """True when a side of `view` goes on beyond what it shows, yet shows fewer than `levels`."""
+    return ((view.bids_cut and len(view.bids) < levels)
+            or (view.asks_cut and len(view.asks) < levels))
 
 
 class StreamBooks:
@@ -75,8 +78,7 @@ class StreamBooks:
         self._lock = threading.Lock()
         self._books: dict[str, LocalBook] = {}
         self._fetching: set[str] = set()  # a snapshot is planned or in flight
-        # Bumped when a symbol's connection drops or reconnects: a snapshot
-        # asked for before that belongs to a stream that is gone, and is dropped.
+        # Bumped when a symbol's connection drops or reconnects: older snapshots are dropped.
         self._epochs: Counter[str] = Counter()
         self._resyncs: Counter[str] = Counter()
         self.schedule = SnapshotSchedule(self._submit, depth_weight(snapshot_limit),
@@ -213,7 +215,7 @@ class StreamBooks:
             book = self._books.get(symbol)
             if book is None or book.synced:
                 return
-            outcome = book.apply_depth(snapshot)
+            outcome = book.apply_depth(snapshot, self.snapshot_limit)
             if outcome is Outcome.REFETCH:
                 # Taken before the first buffered event: the stream is ahead.
                 self._fetching.add(symbol)
@@ -228,79 +230,31 @@ class StreamBooks:
     # Reading ----------------------------------------------------------------
 
     def books(self, symbols: Sequence[str], levels: int) -> dict[str, OrderBook | Exception]:
-        """The top `levels` of each book, NotSynced where it does not follow the stream."""
+        """The top `levels` of each book, NotSynced where it does not follow the stream,
+        or can no longer vouch for `levels` levels: then it starts over from a snapshot."""
+        answers: dict[str, OrderBook | Exception] = {}
+        shallow: list[str] = []
         with self._lock:
-            return {s: _view(self._books.get(s), s, levels) for s in symbols}
+            for symbol in symbols:
+                view = answers[symbol] = _view(self._books.get(symbol), symbol, levels)
+                if isinstance(view, OrderBook) and _short(view, levels):
+                    known = min(len(view.bids), len(view.asks))
+                    answers[symbol] = NotSynced(f"{symbol}: only {known} of {levels} levels "
+                                                "known; resynchronising")
+                    self._start_over(symbol)
+                    self._fetching.add(symbol)
+                    shallow.append(symbol)
+        for symbol in shallow:
+            self.schedule.schedule(symbol)
+        return answers
 
-    def tops(self, symbols: Sequence[str]) -> dict[str, BookTop | Exception]:
-        """Best bid and ask of each book, NotSynced where it does not follow the stream."""
+    def depths(self, symbols: Sequence[str], limit: int) -> dict[str, OrderBook | Exception]:
+        """Up to `limit` levels of each book, as far as it can vouch for them."""
         with self._lock:
-            return {s: _top(self._books.get(s), s) for s in symbols}
+            return {s: _view(self._books.get(s), s, limit) for s in symbols}
 
-    def update_ids(self) -> dict[str, int]:
-        """Last applied final update id (`u`) of every synced book."""
+    def stats(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Last applied final update id (`u`) of every synced book; resyncs by symbol."""
         with self._lock:
-            return {s: b.last_update_id for s, b in self._books.items()
-                    if b.synced and b.last_update_id is not None}
-
-    def resyncs(self) -> dict[str, int]:
-        """Resynchronisations by symbol since start."""
-        with self._lock:
-            return dict(self._resyncs)
-
-
-class StreamSource:
-    """A `BookSource` reading local books kept in sync from the market streams.
-
-    It owns the parts of stream mode that reach Binance: the books, the
-    supervised connections that feed them, the snapshot workers, and the
-    `--record` file, opened first so a path that cannot be written raises
-    OSError before anything starts.
-    """
-
-    free_books = True
-
-    def __init__(  # pylint: disable=too-many-arguments,too-many-positional-arguments
-        self,
-        client: BinanceClient,
-        url: str,
-        snapshot_limit: int,
-        on_change: Callable[[], None],
-        record: str | None = None,
-        snapshot_weight_per_minute: float = math.inf,
-    ) -> None:
-        self.recorder = Recorder(record) if record is not None else None
-        recorder = self.recorder
-        self.pool = DaemonPool(4, name="snapshots")
-        self.local = StreamBooks(client, self.pool, snapshot_limit, on_change=on_change,
-                                 on_depth=recorder.snapshot if recorder else None,
-                                 snapshot_weight_per_minute=snapshot_weight_per_minute)
-        self.connections = StreamFeed(url, self.local.on_data, self.local.on_connect,
-                                      on_raw=recorder.message if recorder else None,
-                                      on_disconnect=self.local.on_disconnect)
-
-    def track(self, symbols: Sequence[str]) -> None:
-        """Keep books and streams for exactly `symbols`."""
-        self.connections.track(self.local.track(list(dict.fromkeys(symbols))))
-
-    def books(self, symbols: Sequence[str], levels: int) -> dict[str, OrderBook | Exception]:
-        """The top `levels` of each local book."""
-        return self.local.books(symbols, levels)
-
-    def tops(self, symbols: Sequence[str]) -> dict[str, BookTop | Exception]:
-        """Best quotes of each local book."""
-        return self.local.tops(symbols)
-
-    def view(self) -> StreamView:
-        """What the stream metrics show, read live."""
-        stats = self.connections.stats()
-        return StreamView(stats.connected, stats.reconnects, stats.messages, stats.last_message,
-                          self.local.update_ids(), self.local.resyncs())
-
-    def close(self) -> None:
-        """Close the connections, the snapshot workers and the recording."""
-        self.connections.stop()
-        self.local.schedule.stop()
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        if self.recorder is not None:
-            self.recorder.close()
+            return ({s: b.last_update_id for s, b in self._books.items()
+                     if b.synced and b.last_update_id is not None}, dict(self._resyncs))

@@ -52,7 +52,7 @@ class LocalBookPropertyTest(unittest.TestCase):
     def assert_books_equal_market(self) -> None:
         """Wait for every book to sync to the market's current update id, then compare."""
         def caught_up() -> bool:
-            ids = self.books.update_ids()
+            ids = self.books.stats()[0]
             return all(ids.get(s) == self.market.depth(s, 1)["lastUpdateId"] for s in SYMBOLS)
 
         self.streams.flush()

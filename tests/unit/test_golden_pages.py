@@ -36,7 +36,9 @@ from binance_exporter.market.types import ExchangeInfo, SymbolInfo, Ticker24h
 from binance_exporter.metrics.exposition import build_exposition
 from binance_exporter.model import JOBS, SnapshotStore, StreamView
 from binance_exporter.sources.rest import RestSource
+from binance_exporter.sources.rest_trades import RestTrades
 from binance_exporter.sources.stream import StreamBooks
+from tests.local_books import LocalBooksSource
 from tests.support import wait_until
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -125,12 +127,13 @@ class RestPageTest(GoldenTestCase):
         config = RankingConfig(top_n=2, depth_levels=10, btc_quote="USDT")
         ranking = RankingsJob(client, pool, store, config, clock=lambda: NOW).run()
         assert ranking is not None
-        QuotesJob(RestSource(client, pool), pool, store, config, clock=lambda: NOW) \
-            .with_ranking(ranking)
+        source = RestSource(client, pool)
+        QuotesJob(source, pool, store, config, clock=lambda: NOW).with_ranking(ranking)
         analytics = AnalyticsConfig(fill_notionals=(Decimal(1000),),
                                     depth_bands=(Decimal("0.0001"), Decimal("0.001")),
                                     extra_symbols=("BTCUSDT",), depth_limit=100)
-        AnalyticsJob(client, pool, store, analytics, config.owns, clock=lambda: NOW).refresh()
+        AnalyticsJob(source, RestTrades(client, pool), store, analytics, config.owns,
+                     clock=lambda: NOW).refresh()
         exposition = build_exposition(store.current, client.stats)
         self.assert_golden("rest.prom", exposition.render("", "", "")[0])
         self.assert_golden("rest.openmetrics", exposition.render(OPENMETRICS, "", "")[0])
@@ -159,27 +162,6 @@ class RecordedDepth:
     def depth(self, symbol: str, _limit: int) -> Any:
         """The next recorded depth answer of `symbol`."""
         return self.answers[symbol].popleft()
-
-
-class ReplaySource:
-    """A stream-mode BookSource over books fed from the recording."""
-
-    free_books = True
-
-    def __init__(self, books: StreamBooks) -> None:
-        self.local = books
-
-    def track(self, symbols: list[str]) -> None:
-        """The recording decides which books exist."""
-        del symbols
-
-    def books(self, symbols, levels):
-        """The replayed local books."""
-        return self.local.books(symbols, levels)
-
-    def tops(self, symbols):
-        """Best quotes of the replayed local books."""
-        return self.local.tops(symbols)
 
 
 def ticker(symbol: str, trades: int) -> Ticker24h:
@@ -212,12 +194,12 @@ class StreamPageTest(GoldenTestCase):
                 if "s" in data:
                     last_ids[data["s"]] = data["u"]
         # Each book's snapshot is fetched on the snapshot schedule's thread.
-        wait_until(lambda: books.update_ids() == last_ids, timeout=10)
+        wait_until(lambda: books.stats()[0] == last_ids, timeout=10)
         return books, supervisor
 
     def test_stream_page(self):
         books, supervisor = self.replay()
-        symbols = sorted(books.update_ids())
+        symbols = sorted(books.stats()[0])
         btc = [s for s in symbols if s.endswith("BTC")]
         usdt = [s for s in symbols if s.endswith("USDT")]
         ranking = Ranking(
@@ -231,7 +213,7 @@ class StreamPageTest(GoldenTestCase):
         )
         store = SnapshotStore(clock=lambda: NOW)
         config = RankingConfig(top_n=2, depth_levels=20)
-        quotes = QuotesJob(ReplaySource(books), InlinePool(), store, config,  # type: ignore[arg-type]
+        quotes = QuotesJob(LocalBooksSource(books, follow=False), InlinePool(), store, config,  # type: ignore[arg-type]
                            clock=lambda: NOW)
         quotes.with_ranking(ranking)
         quotes.refresh_books()
@@ -239,7 +221,7 @@ class StreamPageTest(GoldenTestCase):
         def view() -> StreamView:
             stats = supervisor.stats()
             return StreamView(True, stats.reconnects, stats.messages, stats.last_message,
-                              books.update_ids(), books.resyncs())
+                              *books.stats())
 
         api = ApiStats(requests={}, weight_used=None, weight_limit=6000, backoff_until=0.0)
         exposition = build_exposition(store.current, lambda: api, view)

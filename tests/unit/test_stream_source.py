@@ -10,7 +10,7 @@ from decimal import Decimal as D
 from binance_exporter.binance import rest
 from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceError
-from binance_exporter.binance.websocket import stream_type
+from binance_exporter.binance.traffic import stream_type
 from binance_exporter.config import RankingConfig
 from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.rankings import RankingsJob
@@ -18,6 +18,7 @@ from binance_exporter.market.order_book import NotSynced
 from binance_exporter.model import SPREADS, SnapshotStore
 from binance_exporter.sources.snapshot_schedule import SnapshotSchedule
 from binance_exporter.sources.stream import StreamBooks, depth_stream
+from tests.local_books import LocalBooksSource
 from tests.support import wait_until
 from tests.unit.test_jobs import StubClient
 
@@ -74,7 +75,7 @@ class StreamBooksTest(unittest.TestCase):
         wait_until(lambda: synced(self.books, 10), timeout=5)
         book = synced(self.books, 10)["BTCUSDT"]
         self.assertEqual(book.bids[0], (D("99"), D("3")))
-        self.assertEqual(self.books.update_ids(), {"BTCUSDT": 11})
+        self.assertEqual(self.books.stats()[0], {"BTCUSDT": 11})
         self.assertEqual(self.client.calls, ["BTCUSDT"])
         self.assertTrue(self.changed.is_set())
 
@@ -83,10 +84,10 @@ class StreamBooksTest(unittest.TestCase):
         wait_until(lambda: synced(self.books, 10), timeout=5)
         self.feed(event("BTCUSDT", 14, 15))  # 12 and 13 are missing
         self.assertEqual(synced(self.books, 10), {})
-        self.assertEqual(self.books.resyncs(), {"BTCUSDT": 1})
+        self.assertEqual(self.books.stats()[1], {"BTCUSDT": 1})
         self.client.snapshots["BTCUSDT"] = dict(SNAPSHOT, lastUpdateId=14)
         wait_until(lambda: synced(self.books, 10), timeout=5)
-        self.assertEqual(self.books.update_ids(), {"BTCUSDT": 15})
+        self.assertEqual(self.books.stats()[0], {"BTCUSDT": 15})
 
     def test_failed_snapshot_is_retried(self):
         self.client.fail = BinanceError("down", kind=rest.SERVER)
@@ -99,7 +100,7 @@ class StreamBooksTest(unittest.TestCase):
         wait_until(lambda: synced(self.books, 10), timeout=5)
         self.books.on_connect()
         self.assertEqual(synced(self.books, 10), {})
-        self.assertEqual(self.books.resyncs(), {"BTCUSDT": 1})
+        self.assertEqual(self.books.stats()[1], {"BTCUSDT": 1})
 
     def test_other_streams_and_malformed_events_are_ignored(self):
         self.books.on_data("btcusdt@bookTicker", '{"u": 1}')
@@ -138,8 +139,8 @@ class ConnectionTest(unittest.TestCase):
         self.books.on_disconnect([depth_stream("BTCUSDT")])
         self.assertTrue(self.changed.is_set())  # the publisher republishes now
         self.assertEqual(set(synced(self.books, 1)), {"ETHBTC"})
-        self.assertIsInstance(self.books.tops(["BTCUSDT"])["BTCUSDT"], NotSynced)
-        self.assertEqual(self.books.resyncs(), {"BTCUSDT": 1})
+        self.assertIsInstance(self.books.depths(["BTCUSDT"], 1)["BTCUSDT"], NotSynced)
+        self.assertEqual(self.books.stats()[1], {"BTCUSDT": 1})
 
     def test_a_snapshot_asked_for_a_lost_connection_is_dropped(self):
         self.books.on_connect([depth_stream("BTCUSDT")])
@@ -207,29 +208,6 @@ def synced(books: StreamBooks, levels: int) -> dict:
 ALL_SYMBOLS = ["ETHBTC", "BNBBTC", "ETHUSDT", "BTCUSDT"]
 
 
-class LocalSource:
-    """The stream source's reads over bare StreamBooks, remembering what was tracked."""
-
-    free_books = True
-
-    def __init__(self, books: StreamBooks) -> None:
-        self.local = books
-        self.tracked: list[list[str]] = []
-
-    def track(self, symbols):
-        """Record and follow."""
-        self.tracked.append(list(symbols))
-        self.local.track(list(symbols))
-
-    def books(self, symbols, levels):
-        """Local views."""
-        return self.local.books(symbols, levels)
-
-    def tops(self, symbols):
-        """Local best quotes."""
-        return self.local.tops(symbols)
-
-
 class StreamQuotesTest(unittest.TestCase):
     """Answers from local books instead of REST depth and bookTicker."""
 
@@ -241,7 +219,7 @@ class StreamQuotesTest(unittest.TestCase):
         self.pool = DaemonPool(2)
         self.addCleanup(self.pool.shutdown)
         self.books = StreamBooks(SnapshotClient(snapshots), self.pool, 1000)
-        self.source = LocalSource(self.books)
+        self.source = LocalBooksSource(self.books)
         self.tracked = self.source.tracked
         store = SnapshotStore()
         config = RankingConfig(top_n=2)

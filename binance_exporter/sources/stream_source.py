@@ -1,0 +1,179 @@
+"""Stream mode's source of books, best quotes, trades and 24 h tickers.
+
+It owns every part of stream mode that reaches Binance: the supervised
+connections (`StreamFeed`), the local depth books (`StreamBooks`), the best
+quotes of any number of symbols (`BookTickers`), trade flow from aggTrade
+streams (`StreamTrades`), the 24 h ticker table (`TickerTable`), the REST
+worker pool they share, and the `--record` file, opened first so a path
+that cannot be written raises OSError before anything starts.
+
+Streams are listed for the connections in a fixed order: the ticker array,
+then every best-quote stream, sorted, then the depth and trade streams of the
+ranked symbols. The first connections thus carry what rarely changes, and a
+new ranking replaces only the last connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Callable, Sequence
+
+import msgspec
+
+from binance_exporter.binance.backoff import retry_delay
+from binance_exporter.binance.book_ticker_events import seed_events
+from binance_exporter.binance.payloads import PayloadError
+from binance_exporter.binance.pool import DaemonPool
+from binance_exporter.binance.recorder import Recorder
+from binance_exporter.binance.rest import BinanceClient, BinanceError
+from binance_exporter.binance.stream_feed import StreamFeed
+from binance_exporter.market.types import BookTop, OrderBook
+from binance_exporter.model import StreamView, TradeTotals
+from binance_exporter.sources.book_tickers import SUFFIX as BOOK_TICKER_SUFFIX
+from binance_exporter.sources.book_tickers import BookTickers
+from binance_exporter.sources.stream import DEPTH_STREAM, StreamBooks
+from binance_exporter.sources.stream_trades import AGG_TRADE_STREAM, StreamTrades
+from binance_exporter.sources.ticker_table import TICKER_STREAM, TickerTable
+
+LOG = logging.getLogger(__name__)
+FILL_DELAY = 0.5  # seconds: connections that come up together share one REST fill
+
+
+class StreamSource:  # pylint: disable=too-many-instance-attributes
+    """A `BookSource` and `TradeSource` reading what the market streams keep current."""
+
+    free_books = True
+
+    def __init__(  # pylint: disable=too-many-arguments,too-many-positional-arguments
+        self,
+        client: BinanceClient,
+        url: str,
+        snapshot_limit: int,
+        on_change: Callable[[], None],
+        record: str | None = None,
+        snapshot_weight_per_minute: float = math.inf,
+        follow_trades: bool = True,
+    ) -> None:
+        self.recorder = Recorder(record) if record is not None else None
+        recorder = self.recorder
+        self.client = client
+        self.pool = DaemonPool(4, name="stream-rest")
+        self.local = StreamBooks(client, self.pool, snapshot_limit, on_change=on_change,
+                                 on_depth=recorder.snapshot if recorder else None,
+                                 snapshot_weight_per_minute=snapshot_weight_per_minute)
+        self.quotes = BookTickers(on_change)
+        self.trades = StreamTrades(client, self.pool)
+        self.tickers = TickerTable()
+        self.follow_trades = follow_trades
+        self._fill_due = threading.Event()  # a REST fill of best quotes is planned
+        self._stopped = threading.Event()
+        self.connections = StreamFeed(url, self._on_data, self._on_connect,
+                                      on_raw=recorder.message if recorder else None,
+                                      on_disconnect=self._on_disconnect, on_live=self._on_live)
+
+    # Following ---------------------------------------------------------------
+
+    def track(self, books: Sequence[str], tops: Sequence[str]) -> None:
+        """Local books for `books`, best quotes for `tops`, trades for `books` if followed."""
+        books = list(dict.fromkeys(books))
+        depth = self.local.track(books)
+        quotes = self.quotes.track(sorted(set(tops)))
+        trades = self.trades.track(books if self.follow_trades else [])
+        self.connections.track([TICKER_STREAM, *quotes, *depth, *trades])
+
+    def _handler(self, stream: str) -> Callable[[str, msgspec.Raw], None] | None:
+        if stream.endswith(BOOK_TICKER_SUFFIX):
+            return self.quotes.on_data
+        if stream.endswith(DEPTH_STREAM):
+            return self.local.on_data
+        if stream.endswith("@" + AGG_TRADE_STREAM):
+            return self.trades.on_data
+        if stream == TICKER_STREAM:
+            return self.tickers.on_data
+        return None
+
+    # Connection events (stream threads) ---------------------------------------
+
+    def _on_data(self, stream: str, data: msgspec.Raw) -> None:
+        handler = self._handler(stream)
+        if handler is not None:
+            handler(stream, data)
+
+    def _on_connect(self, streams: list[str]) -> None:
+        self.local.on_connect(streams)
+        self.quotes.on_connect(streams)
+        self.trades.on_connect(streams)
+        if TICKER_STREAM in streams:
+            self.tickers.on_connect(streams)
+
+    def _on_disconnect(self, streams: list[str]) -> None:
+        self.local.on_disconnect(streams)
+        self.quotes.on_disconnect(streams)
+        self.trades.on_disconnect(streams)
+        if TICKER_STREAM in streams:
+            self.tickers.on_disconnect(streams)
+
+    def _on_live(self, streams: list[str]) -> None:
+        if self.quotes.on_live(streams) and not self._fill_due.is_set():
+            self._fill_due.set()
+            try:
+                self.pool.submit(self._fill)
+            except RuntimeError:  # the pool is shut down: the exporter is stopping
+                pass
+
+    def _fill(self) -> None:
+        """One all-symbols REST bookTicker for the quotes no push has given yet (pool)."""
+        failures = 0
+        while not self._stopped.wait(FILL_DELAY if not failures else retry_delay(failures)):
+            self._fill_due.clear()  # a connection live from now on plans its own fill
+            waiting = self.quotes.waiting()
+            try:
+                filled = self.quotes.fill(seed_events(self.client.book_tickers(None)), waiting)
+            except (BinanceError, PayloadError) as exc:
+                failures += 1
+                LOG.warning("best quotes not filled from REST (%s); trying again", exc)
+                self._fill_due.set()
+                continue
+            LOG.info("best quotes of %d quiet symbols filled from REST", filled)
+            return
+
+    # Reading -------------------------------------------------------------------
+
+    def books(self, symbols: Sequence[str], levels: int) -> dict[str, OrderBook | Exception]:
+        """The top `levels` of each local book."""
+        return self.local.books(symbols, levels)
+
+    def depths(self, symbols: Sequence[str], limit: int) -> dict[str, OrderBook | Exception]:
+        """Up to `limit` levels of each local book."""
+        return self.local.depths(symbols, limit)
+
+    def tops(self, symbols: Sequence[str]) -> dict[str, BookTop | Exception]:
+        """Best quotes of each symbol, from its bookTicker stream."""
+        return self.quotes.tops(symbols)
+
+    def flows(self, symbols: Sequence[str]) -> dict[str, TradeTotals | Exception]:
+        """Trade flow of each symbol from its aggTrade stream."""
+        return self.trades.flows(symbols)
+
+    def view(self) -> StreamView:
+        """What the stream metrics show, read live."""
+        stats = self.connections.stats()
+        wanted, live = self.quotes.counts()
+        return StreamView(stats.connected, stats.reconnects, stats.messages, stats.last_message,
+                          *self.local.stats(),
+                          quotes_wanted=wanted, quotes_live=live,
+                          ticker_repairs=self.tickers.repairs(),
+                          trade_gap_fills=self.trades.gap_fills(),
+                          trades_missed=self.trades.missed())
+
+    def close(self) -> None:
+        """Close the connections, the REST workers and the recording."""
+        self._stopped.set()
+        self.trades.stop()
+        self.connections.stop()
+        self.local.schedule.stop()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.recorder is not None:
+            self.recorder.close()
