@@ -56,7 +56,7 @@ class StreamFeed:
     def track(self, streams: list[str]) -> None:
         """Follow exactly `streams`; replaces only the connections whose part changed."""
         with self._lock:
-            if streams == self._streams:
+            if sorted(streams) == sorted(self._streams):
                 return
             self._streams = list(streams)
             parts = [streams[start:start + MAX_STREAMS_PER_CONNECTION]

@@ -57,11 +57,18 @@ class LocalBookPropertyTest(unittest.TestCase):
 
         self.streams.flush()
         wait_until(caught_up, timeout=15)
-        synced = self.books.books(SYMBOLS, LEVELS)
+        # Each book shows the levels it can vouch for (what its snapshot
+        # covered, as the market moved): exactly the market's best levels.
+        synced = self.books.depths(SYMBOLS, LEVELS)
         for symbol in SYMBOLS:
             bids, asks = self.market.book(symbol)
-            self.assertEqual(list(synced[symbol].bids), bids[:LEVELS], symbol)
-            self.assertEqual(list(synced[symbol].asks), asks[:LEVELS], symbol)
+            view = synced[symbol]
+            self.assertEqual(list(view.bids), bids[:len(view.bids)], symbol)
+            self.assertEqual(list(view.asks), asks[:len(view.asks)], symbol)
+            if not view.bids_cut:
+                self.assertEqual(list(view.bids), bids[:LEVELS], symbol)
+            if not view.asks_cut:
+                self.assertEqual(list(view.asks), asks[:LEVELS], symbol)
 
     @settings(max_examples=10, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture,
