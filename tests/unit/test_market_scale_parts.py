@@ -256,12 +256,15 @@ class FeedPartsTest(unittest.TestCase):
                 self.streams = list(streams)
 
             def start(self) -> None:
+                """Note the part."""
                 started.append(self.streams)
 
             def stop(self) -> None:
+                """Note the part."""
                 stopped.append(self.streams)
 
             def stats(self) -> StreamStats:
+                """Always connected."""
                 return StreamStats(True, 0, {}, None)
 
         feed = StreamFeed("ws://x", lambda s, d: None, lambda s: None, supervisor_factory=Part)
