@@ -90,6 +90,16 @@ _STP_MODES = ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"
 _EXTRA_QUOTES = ("USDT", "BTC", "FDUSD")
 
 
+class Top(NamedTuple):
+    """lastUpdateId and the best levels (an empty side: zero price and qty)."""
+
+    update_id: int
+    bid_price: str
+    bid_qty: str
+    ask_price: str
+    ask_qty: str
+
+
 class BinanceError(Exception):
     """An error Binance answers with: HTTP status plus the `{"code", "msg"}` body."""
 
@@ -365,16 +375,25 @@ class _Stats:
         self.high = max(self.open, price) * (10_000 + (draw >> 40) % 300) // 10_000 // tick * tick
         self.low = min(self.open, price) * (10_000 - (draw >> 50) % 300) // 10_000 // tick * tick
         self.last_qty = 0
+        self.revision = 0  # the Market.revision of the last change
+
+    def figures(self) -> tuple[int, ...]:
+        """Everything a 24 h ticker is computed from (to tell whether it changed)."""
+        return (self.volume, self.quote_volume, self.count, self.first_id, self.open,
+                self.last, self.high, self.low, self.last_qty)
 
     @property
     def last_id(self) -> int:
         """Binance's lastId: firstId + count - 1, or -1 for a window without trades."""
         return self.first_id + self.count - 1 if self.count else -1
 
-    def record_trades(self, draw: int, price: int, qty: int) -> None:
-        """A step's worth of trades at `price`: figures grow by about 1e-5."""
+    def record_trades(self, draw: int, price: int, qty: int) -> bool:
+        """A step's worth of trades at `price`: figures grow by about 1e-5.
+
+        True if the figures changed (always, unless the symbol is dead).
+        """
         if not self.count or price <= 0:
-            return  # a dead symbol stays dead
+            return False  # a dead symbol stays dead
         self.count += 1 + self.count * (draw % 11) // 1_000_000
         added = self.volume * ((draw >> 8) % 11) // 1_000_000
         self.volume += added
@@ -383,6 +402,7 @@ class _Stats:
         self.last_qty = qty
         self.high = max(self.high, price)
         self.low = min(self.low, price) if self.low else price
+        return True
 
 
 class _TradeRecord(NamedTuple):
@@ -694,6 +714,7 @@ class Market:
         self._seed = seed
         self._clock = clock
         self._steps = 0
+        self._revision = 0
         self._lock = threading.RLock()
         specs = list(BUILTIN_SYMBOLS) + [_extra_spec(i) for i in range(1, extra_symbols + 1)]
         self._symbols: dict[str, _Symbol] = {spec.symbol: _Symbol(seed, spec) for spec in specs}
@@ -710,6 +731,12 @@ class Market:
     def steps(self) -> int:
         """How many times the market has moved (`step()` calls times n)."""
         return self._steps
+
+    @property
+    def revision(self) -> int:
+        """Moves with every change a stream can show (step, set_*, reset_book,
+        delist): streams look at the market again only when it moved."""
+        return self._revision
 
     def server_time(self) -> int:
         """Milliseconds since the epoch from the injected clock, like /api/v3/time."""
@@ -819,6 +846,24 @@ class Market:
                 "asks": [[fmt(price), fmt(qty)] for price, qty in asks],
             }
 
+    def top(self, symbol: str) -> Top:
+        """lastUpdateId and the best levels, as `depth(symbol, 1)` has them but
+        without building a depth answer: one bookTicker stream per symbol reads
+        this after every step."""
+        with self._lock:
+            sym = self._get(symbol)
+            (bid, bid_qty), (ask, ask_qty) = sym.tops(self._steps)
+            return Top(sym.book.update_id, fmt(bid), fmt(bid_qty), fmt(ask), fmt(ask_qty))
+
+    def ticker_changes(self, since: int) -> tuple[int, list[dict]]:
+        """(revision, ticker_24hr objects of the symbols whose 24 h figures changed
+        after revision `since`): what `!ticker_1d@arr` sends, so it equals REST."""
+        with self._lock:
+            now_ms = self.server_time()
+            return self._revision, [_ticker(s, self._steps, now_ms, False)
+                                    for s in self._symbols.values()
+                                    if s.listed and s.stats.revision > since]
+
     def agg_trades(self, symbol: str, from_id: int | None = None,
                    limit: int = DEFAULT_AGG_TRADES_LIMIT, *, start_time: int | None = None,
                    end_time: int | None = None) -> list[dict]:
@@ -876,6 +921,7 @@ class Market:
         with self._lock:
             for _ in range(n):
                 self._steps += 1
+                self._revision += 1
                 now_ms = self.server_time()
                 for sym in self._symbols.values():
                     if sym.status == "BREAK":
@@ -885,8 +931,8 @@ class Market:
                         continue  # HALT etc.: the book moves, nothing trades
                     draw = sym.book.draw(_STATS, self._steps)
                     top = sym.book.top(_BID if draw & 1 else _ASK, self._steps)
-                    if top is not None:
-                        sym.stats.record_trades(draw >> 1, top[0], top[1])
+                    if top is not None and sym.stats.record_trades(draw >> 1, top[0], top[1]):
+                        sym.stats.revision = self._revision
                     sym.record_trades(self._steps, now_ms, self.trade_history_size)
 
     # ----------------------------------------------------------------- mutators
@@ -896,11 +942,13 @@ class Market:
             raise ValueError(f"unknown status {status!r}; one of {STATUSES}")
         with self._lock:
             self._get(symbol).status = status
+            self._revision += 1
 
     def delist(self, symbol: str) -> None:
         """Remove a symbol entirely: every later request naming it gets -1121."""
         with self._lock:
             self._get(symbol).listed = False
+            self._revision += 1
 
     def set_book(self, symbol: str, bids: Iterable[tuple[Number, Number]],
                  asks: Iterable[tuple[Number, Number]]) -> None:
@@ -913,6 +961,7 @@ class Market:
             book = self._get(symbol).book
             book.explicit = {_BID: _parse_levels(bids, True), _ASK: _parse_levels(asks, False)}
             book.update_id += 1
+            self._revision += 1
 
     def reset_book(self, symbol: str) -> None:
         """Go back to the simulated book after `set_book`."""
@@ -920,21 +969,26 @@ class Market:
             book = self._get(symbol).book
             book.explicit = None
             book.update_id += 1
+            self._revision += 1
 
     def set_ticker(self, symbol: str, *, volume: Number | None = None,
                    quote_volume: Number | None = None, count: int | None = None) -> None:
         """Overwrite 24 h figures; count 0 gives firstId/lastId -1 like a dead symbol."""
         with self._lock:
             stats = self._get(symbol).stats
+            if count is not None and count < 0:
+                raise ValueError("count must be >= 0")
+            before = stats.figures()
             if volume is not None:
                 stats.volume = to_units(volume)
             if quote_volume is not None:
                 stats.quote_volume = to_units(quote_volume)
             if count is not None:
-                if count < 0:
-                    raise ValueError("count must be >= 0")
                 if count and stats.first_id < 0:
                     stats.first_id = 100_000_000
                 stats.count = count
                 if not count:
                     stats.first_id = -1
+            if stats.figures() != before:  # unchanged figures are not pushed again
+                self._revision += 1
+                stats.revision = self._revision

@@ -68,22 +68,25 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
-from .feeds import (RECHECK, BookReader, DepthFeed, Feed, FeedKey, TickerFeed, TradeFeed,
-                    feed_key)
+from .feeds import (BookReader, DepthFeed, Feed, FeedKey, Payload, TickerFeed, TradeFeed,
+                    WindowFeed, feed_key)
 from .market import Market
 from .replay import Recording
 
 MAX_STREAMS = 1024  # per connection
 MAX_INCOMING = 5  # frames per second per connection
+MAX_ATTEMPTS = 300  # connection attempts per IP within ATTEMPTS_WINDOW
+ATTEMPTS_WINDOW = 300.0  # seconds
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 LOG = logging.getLogger(__name__)
 
+_TIMES = ("E", "T", "O", "C")  # fields scaled by timeUnit=MICROSECOND
 _WELL_FORMED = re.compile(r"!?\w+(?:@\w+){1,2}")
 _COUNTED = (Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.PONG)
 _TCP_GRACE = 0.2  # seconds after a close frame before the server closes TCP
+_BATCH = 1024  # queued frames written together at most
 _MAX_ID = 2 ** 63 - 1
 _ID_TEXT = re.compile(r"[A-Za-z0-9]{1,36}")
-
 
 
 def well_formed(stream: object) -> bool:
@@ -99,9 +102,11 @@ def _error(code: int, msg: str, request_id: object) -> str:
     return _compact({"error": {"code": code, "msg": msg}, "id": request_id})
 
 
-def _in_micros(payload: dict) -> dict:
+def _in_micros(payload: Payload) -> Payload:
+    if isinstance(payload, list):
+        return [_in_micros(event) for event in payload]
     scaled = dict(payload)
-    for name in ("E", "T"):
+    for name in _TIMES:
         if isinstance(scaled.get(name), int):
             scaled[name] *= 1000
     return scaled
@@ -143,7 +148,8 @@ class _Connection(ServerConnection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.arrivals: collections.deque[float] = collections.deque()
+        self.arrivals: collections.deque[float] = collections.deque()  # within the last 1 s
+        self.peak = 0  # the most counted frames seen within any 1 s
         self.over_limit = False
         self.closer: asyncio.Task | None = None
         self.client: _Client | None = None  # set just before the 101 goes out
@@ -159,6 +165,7 @@ class _Connection(ServerConnection):
             self.arrivals.append(now)
             while self.arrivals[0] <= now - 1.0:
                 self.arrivals.popleft()
+            self.peak = max(self.peak, len(self.arrivals))
             if len(self.arrivals) > MAX_INCOMING and not self.over_limit:
                 self.over_limit = True  # Binance: disconnected, no answer
                 self.closer = self.loop.create_task(self.close(1008, "Too many requests"))
@@ -176,7 +183,7 @@ class _Client:
         self.queue: asyncio.Queue[Union[str, _Close]] = asyncio.Queue()
         self.sender: asyncio.Task | None = None
 
-    def frame(self, stream: str, payload: dict) -> str:
+    def frame(self, stream: str, payload: Payload) -> str:
         """The text Binance sends for `payload` on this connection."""
         if self.micros:
             payload = _in_micros(payload)
@@ -186,27 +193,33 @@ class _Client:
 class _Hub:
     """Everything that lives on the event loop: clients, feeds, faults, counters."""
 
-    def __init__(self, market: Market) -> None:
+    def __init__(self, market: Market, ticker_period: float = 1.0) -> None:
         self.market = market
+        self.ticker_period = ticker_period
         self.clients: list[_Client] = []
         self.feeds: dict[FeedKey, Feed] = {}
         self.refs: collections.Counter[FeedKey] = collections.Counter()
+        self.ticker_drops: collections.Counter[str] = collections.Counter()
         self.silent_until = -math.inf
+        self.idle_at: int | None = None  # a revision every feed has seen
         self.accepted = 0
         self.open = 0
         self.sent = 0
+        self.peak_incoming = 0  # of the connections already closed
 
     # ----------------------------------------------------------------- feeds
-    def _new_feed(self, key: FeedKey, now: float) -> Feed:
+    def _new_feed(self, key: FeedKey) -> Feed:
         symbol, kind, period = key
-        reader, steps = BookReader(self.market), self.market.steps
+        reader, revision = BookReader(self.market), self.market.revision
         if kind == "depth":
-            return DepthFeed(symbol, period, steps, now, reader)
+            return DepthFeed(symbol, period, revision, reader)
         if kind == "bookTicker":
-            return TickerFeed(symbol, steps, now, reader)
-        return TradeFeed(symbol, steps, now, reader)
+            return TickerFeed(symbol, revision, reader)
+        if kind == "ticker_1d":
+            return WindowFeed(self.ticker_period, revision, self.ticker_drops)
+        return TradeFeed(symbol, revision, reader)
 
-    def subscribe(self, client: _Client, streams: list[str], now: float) -> None:
+    def subscribe(self, client: _Client, streams: list[str]) -> None:
         """Add streams (duplicates ignored); a feed starts with its first subscriber."""
         for stream in streams:
             if stream in client.streams:
@@ -215,7 +228,7 @@ class _Hub:
             client.streams[stream] = key
             if key is not None:
                 if key not in self.feeds:
-                    self.feeds[key] = self._new_feed(key, now)
+                    self.feeds[key] = self._new_feed(key)
                 self.refs[key] += 1
 
     def unsubscribe(self, client: _Client, streams: Iterable[str]) -> None:
@@ -230,32 +243,40 @@ class _Hub:
                     del self.refs[key]
                     del self.feeds[key]
 
-    def depth_feeds(self, symbol: str) -> list[DepthFeed]:
-        """The diff-depth feeds of `symbol` that have subscribers."""
+    def symbol_feeds(self, symbol: str, kind: type[Feed]) -> list[Feed]:
+        """The feeds of this kind for `symbol` that have subscribers."""
         return [feed for feed in self.feeds.values()
-                if isinstance(feed, DepthFeed) and feed.symbol == symbol]
+                if isinstance(feed, kind) and feed.symbol == symbol]
 
     # ----------------------------------------------------------------- pump
     def cycle(self, now: float, force: bool = False) -> None:
-        """Poll the due feeds and queue their events for every subscriber."""
-        if now < self.silent_until or not self.feeds:
+        """Poll the due feeds and queue their events for every subscriber.
+
+        Called every poll_interval: when the market has not moved since every
+        feed last looked, it returns without touching the feeds, so thousands
+        of idle subscriptions cost nothing between steps.
+        """
+        revision = self.market.revision
+        if now < self.silent_until or not self.feeds or (revision == self.idle_at and not force):
             return
-        steps = self.market.steps
         reader = BookReader(self.market)
         now_ms = self.market.server_time()
-        events: dict[FeedKey, list[dict]] = {}
+        events: dict[FeedKey, list[Payload]] = {}
+        waiting = False  # a feed that has not seen this revision yet (paced)
         for key, feed in self.feeds.items():
-            if not feed.due(steps, now, force):
+            if not feed.due(revision, now, force):
+                waiting = waiting or feed.seen != revision
                 continue
-            feed.seen_steps, feed.recheck_at = steps, now + RECHECK
+            feed.seen = revision
             payloads = feed.poll(reader, now_ms)
             if payloads:
                 feed.last_sent = now
                 events[key] = payloads
+        self.idle_at = None if waiting else revision
         if events:
             self._dispatch(events)
 
-    def _dispatch(self, events: dict[FeedKey, list[dict]]) -> None:
+    def _dispatch(self, events: dict[FeedKey, list[Payload]]) -> None:
         texts: dict[tuple[str, int, bool, bool], str] = {}  # one encoding per stream shape
         for client in self.clients:
             for stream, key in client.streams.items():
@@ -266,7 +287,7 @@ class _Hub:
                     client.queue.put_nowait(texts[shape])
 
     # ----------------------------------------------------------------- control messages
-    def control(self, client: _Client, text: object, now: float) -> None:
+    def control(self, client: _Client, text: object) -> None:
         """Answer one incoming message the way Binance does."""
         try:
             request = json.loads(text)
@@ -295,18 +316,18 @@ class _Hub:
                 request_id))
             return
         params = request.get("params", [])
-        client.queue.put_nowait(self._answer(client, method, params, request_id, now))
+        client.queue.put_nowait(self._answer(client, method, params, request_id))
 
-    def _answer(self, client: _Client, method: str, params: object, request_id: object,
-                now: float) -> Union[str, _Close]:
+    def _answer(self, client: _Client, method: str, params: object,
+                request_id: object) -> Union[str, _Close]:
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            return self._subscription(client, method, params, request_id, now)
+            return self._subscription(client, method, params, request_id)
         if method == "LIST_SUBSCRIPTIONS":
             return _compact({"result": list(client.streams), "id": request_id})
         return _property(client, method, params, request_id)
 
     def _subscription(self, client: _Client, method: str, params: object,
-                      request_id: object, now: float) -> Union[str, _Close]:
+                      request_id: object) -> Union[str, _Close]:
         if not isinstance(params, list) or not all(well_formed(name) for name in params):
             client.queue.put_nowait(_error(2, "Invalid request: invalid stream", request_id))
             return _Close(1008, "Invalid request")
@@ -315,7 +336,7 @@ class _Hub:
         elif len(client.streams.keys() | set(params)) > MAX_STREAMS:
             return _error(4, "Too many subscriptions", request_id)
         else:
-            self.subscribe(client, params, now)
+            self.subscribe(client, params)
         return _compact({"result": None, "id": request_id})
 
 
@@ -384,18 +405,21 @@ class FakeStreams:
     of the simulated market's diffs, at `replay_speed` times its pace.
     """
 
-    def __init__(self, market: Market | None = None, host: str = "127.0.0.1", port: int = 0,
-                 *, ping_interval: float | None = 20.0, ping_timeout: float | None = 60.0,
-                 poll_interval: float = 0.02, replay: Recording | None = None,
-                 replay_speed: float = 1.0) -> None:
+    def __init__(  # pylint: disable=too-many-arguments  # the knobs are keyword-only
+            self, market: Market | None = None, host: str = "127.0.0.1", port: int = 0,
+            *, ping_interval: float | None = 20.0, ping_timeout: float | None = 60.0,
+            poll_interval: float = 0.02, ticker_period: float = 1.0,
+            max_attempts: int = MAX_ATTEMPTS, attempts_window: float = ATTEMPTS_WINDOW,
+            replay: Recording | None = None, replay_speed: float = 1.0) -> None:
         self.market = market if market is not None else Market()
         self.host = host
         self._port = port
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.poll_interval = poll_interval
-        self._hub = (_Hub(self.market) if replay is None
+        self._hub = (_Hub(self.market, ticker_period) if replay is None
                      else _ReplayHub(self.market, replay, replay_speed))
+        self._gate = _AttemptGate(max_attempts, attempts_window)
         self._lock = threading.Lock()
         self._running: tuple[threading.Thread, asyncio.AbstractEventLoop,
                              asyncio.Event] | None = None
@@ -451,7 +475,8 @@ class FakeStreams:
                     started: threading.Event) -> None:
         try:
             server = await serve(self._serve, self.host, self._port,
-                                 process_request=_check_path, process_response=self._admit,
+                                 process_request=self._check_request,
+                                 process_response=self._admit,
                                  create_connection=_Connection,
                                  ping_interval=self.ping_interval,
                                  ping_timeout=self.ping_timeout, close_timeout=1.0,
@@ -487,6 +512,13 @@ class FakeStreams:
             except Exception:  # pylint: disable=broad-exception-caught
                 LOG.exception("fake streams: poll failed")  # keep serving the others
 
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Handshake filter: the per-IP attempt limit first (every attempt counts),
+        then the path."""
+        if not self._gate.admit(connection.remote_address[0], connection.loop.time()):
+            return connection.respond(429, "Too many connection attempts\n")
+        return _check_path(connection, request)
+
     def _admit(self, connection: _Connection, request: Request,
                response: Response) -> None:
         """Register the client before the 101 goes out: a stream named in the URL
@@ -496,12 +528,12 @@ class FakeStreams:
             return
         client = connection.client = _Client(connection, target)
         self._hub.clients.append(client)
-        self._hub.subscribe(client, target.streams, asyncio.get_running_loop().time())
+        self._hub.subscribe(client, target.streams)
         closed = asyncio.ensure_future(connection.wait_closed())
         closed.add_done_callback(lambda _done: self._forget(client))  # a failed handshake too
 
     async def _serve(self, connection: _Connection) -> None:
-        hub, loop, client = self._hub, asyncio.get_running_loop(), connection.client
+        hub, client = self._hub, connection.client
         assert client is not None  # _admit ran
         hub.accepted += 1
         hub.open += 1
@@ -509,7 +541,7 @@ class FakeStreams:
         try:
             async for message in connection:
                 if not connection.over_limit:
-                    hub.control(client, message, loop.time())
+                    hub.control(client, message)
         except ConnectionClosed:
             pass
         finally:
@@ -520,6 +552,7 @@ class FakeStreams:
         if client not in hub.clients:
             return
         hub.clients.remove(client)
+        hub.peak_incoming = max(hub.peak_incoming, client.connection.peak)
         hub.unsubscribe(client, list(client.streams))
         if client.sender is not None:
             hub.open -= 1
@@ -529,18 +562,30 @@ class FakeStreams:
             client.queue.task_done()
 
     async def _send(self, client: _Client) -> None:
+        """Write the queue in order.  What is queued together goes out in one
+        transport write: a step's events for a thousand streams then cost one
+        system call instead of a thousand (the frames are the same)."""
+        connection = client.connection
         while True:
-            item = await client.queue.get()
+            batch = [await client.queue.get()]
+            while (not client.queue.empty() and len(batch) < _BATCH
+                   and not isinstance(batch[-1], _Close)):
+                batch.append(client.queue.get_nowait())
+            texts = [item for item in batch if isinstance(item, str)]
             try:
-                if isinstance(item, _Close):
-                    await client.connection.close(item.code, item.reason)
-                else:
-                    await client.connection.send(item)
-                    self._hub.sent += 1
+                if texts:
+                    async with connection.send_context():  # checks the state, then drains
+                        for text in texts:
+                            connection.protocol.send_text(text.encode())
+                        connection.transport.write(b"".join(connection.protocol.data_to_send()))
+                    self._hub.sent += len(texts)
+                if isinstance(batch[-1], _Close):
+                    await connection.close(batch[-1].code, batch[-1].reason)
             except ConnectionClosed:
                 pass
             finally:
-                client.queue.task_done()
+                for _ in batch:
+                    client.queue.task_done()
 
     # ----------------------------------------------------------------- calls into the loop
     def _call(self, action: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -612,14 +657,41 @@ class FakeStreams:
         self._depth_fault(symbol, "swaps")
 
     def _depth_fault(self, symbol: str, counter: str) -> None:
+        self._feed_fault(symbol, DepthFeed, counter, "diff-depth")
+
+    def duplicate_next_agg_trade(self, symbol: str) -> None:
+        """Send the next aggTrade event of `symbol` twice in a row (same `a`)."""
+        self._feed_fault(symbol, TradeFeed, "duplicates", "aggTrade")
+
+    def skip_next_agg_trade(self, symbol: str) -> None:
+        """Leave the next aggTrade event of `symbol` off the stream; REST aggTrades
+        still has the trade, so a client sees a hole in the ids."""
+        self._feed_fault(symbol, TradeFeed, "skips", "aggTrade")
+
+    def _feed_fault(self, symbol: str, kind: type[Feed], counter: str, name: str) -> None:
         def arm() -> int:
-            feeds = self._hub.depth_feeds(symbol)
+            feeds = self._hub.symbol_feeds(symbol, kind)
             for feed in feeds:
                 setattr(feed, counter, getattr(feed, counter) + 1)
             return len(feeds)
 
         if not self._call(arm):
-            raise ValueError(f"no diff-depth stream of {symbol} is subscribed")
+            raise ValueError(f"no {name} stream of {symbol} is subscribed")
+
+    def drop_ticker_pushes(self, symbol: str, count: int = 1) -> None:
+        """Leave `symbol` out of the next `count` `!ticker_1d@arr` pushes that would
+        have carried it (the other symbols are still sent).  Like a missed push,
+        it is sent again only once its figures change after those pushes.  The
+        fault waits for pushes, even without a subscriber yet."""
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        if symbol not in self.market.symbols():
+            raise ValueError(f"{symbol} is not a listed symbol")
+
+        def arm() -> None:
+            self._hub.ticker_drops[symbol] += count
+
+        self._call(arm)
 
     def server_shutdown(self) -> int:
         """Send the serverShutdown event to every connection, then close it (1001);
@@ -658,6 +730,18 @@ class FakeStreams:
         return self._hub.open
 
     @property
+    def connections_refused(self) -> int:
+        """Handshakes answered 429 for the attempt limit since construction."""
+        return self._gate.refused
+
+    def max_incoming_per_second(self) -> int:
+        """The most counted frames (text, binary, ping, pong) seen within any 1 s
+        on any one connection so far, closed ones included: what a test checks
+        to show a client stays under Binance's 5 a second."""
+        return self._call(lambda: max([self._hub.peak_incoming] + [
+            client.connection.peak for client in self._hub.clients]))
+
+    @property
     def messages_sent(self) -> int:
         """Text frames written (data, replies, serverShutdown) since construction."""
         return self._hub.sent
@@ -665,6 +749,28 @@ class FakeStreams:
     def subscriptions(self) -> list[list[str]]:
         """Each open connection's streams, in subscription order."""
         return self._call(lambda: [list(client.streams) for client in self._hub.clients])
+
+
+class _AttemptGate:
+    """Binance's limit on connection attempts per IP: at most `limit` within any
+    `window` seconds; refused attempts count too, so hammering stays refused."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.attempts: dict[str, collections.deque[float]] = {}
+        self.refused = 0
+
+    def admit(self, address: str, now: float) -> bool:
+        """Record one attempt from `address`; whether it is within the limit."""
+        times = self.attempts.setdefault(address, collections.deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        times.append(now)
+        if len(times) > self.limit:
+            self.refused += 1
+            return False
+        return True
 
 
 async def _closed(clients: list[_Client]) -> None:

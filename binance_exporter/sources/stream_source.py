@@ -102,18 +102,14 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
             handler(stream, data)
 
     def _on_connect(self, streams: list[str]) -> None:
-        self.local.on_connect(streams)
-        self.quotes.on_connect(streams)
-        self.trades.on_connect(streams)
-        if TICKER_STREAM in streams:
-            self.tickers.on_connect(streams)
+        """A connection for `streams` opens: each part starts over what it carries."""
+        for part in (self.local, self.quotes, self.trades, self.tickers):
+            part.on_connect(streams)
 
     def _on_disconnect(self, streams: list[str]) -> None:
-        self.local.on_disconnect(streams)
-        self.quotes.on_disconnect(streams)
-        self.trades.on_disconnect(streams)
-        if TICKER_STREAM in streams:
-            self.tickers.on_disconnect(streams)
+        """The connection for `streams` is lost: nothing it carried is live any more."""
+        for part in (self.local, self.quotes, self.trades, self.tickers):
+            part.on_disconnect(streams)
 
     def _on_live(self, streams: list[str]) -> None:
         if self.quotes.on_live(streams) and not self._fill_due.is_set():
