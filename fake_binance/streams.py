@@ -11,25 +11,40 @@ MICROSECOND` gives times in µs.  SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS,
 SET_PROPERTY and GET_PROPERTY (`combined`) are answered as Binance does.
 
 Streams with data: `<sym>@depth` (= `@depth@1000ms`, the connector's default
-name), `<sym>@depth@100ms`, `<sym>@bookTicker` and `<sym>@aggTrade` (from
-`market.agg_trade_history(symbol, from_id)`; silent for a Market without it).
-Any other well-formed name (`btcusdt@trade`, `!miniTicker@arr`, an unknown
-symbol, an upper-case symbol) is accepted and stays silent, as Binance's ack
-checks only the syntax.
+name), `<sym>@depth@100ms`, `<sym>@bookTicker`, `<sym>@aggTrade` (from
+`market.agg_trade_history(symbol, from_id)`; silent for a Market without it)
+and `!ticker_1d@arr` (from `market.ticker_changes`).  Any other well-formed
+name (`btcusdt@trade`, `!miniTicker@arr`, an unknown symbol, an upper-case
+symbol) is accepted and stays silent, as Binance's ack checks only the syntax.
 
-How events are made: every `poll_interval` a task looks at the market.  A
-depth stream whose symbol's lastUpdateId moved sends one event covering the
-change since its previous event: levels that changed or appeared with their new
-quantity, vanished ones with "0.00000000", `U` = previous u + 1, `u` = the
-current lastUpdateId.  One event may thus span several `step()`s, as on
+How events are made: every `poll_interval` a task looks at the market, if
+`market.revision` moved since it last did (idle subscriptions cost nothing,
+so a whole market of bookTicker streams can be followed).  A depth stream
+whose symbol's lastUpdateId moved sends one event covering the change since
+its previous event: levels that changed or appeared with their new quantity,
+vanished ones with "0.00000000", `U` = previous u + 1, `u` = the current
+lastUpdateId.  One event may thus span several `step()`s, as on
 Binance.  The 100 ms streams send at most every 0.1 s, the 1000 ms ones every
 second; `flush()` sends what is pending at once, so tests need not sleep.  A
 stream starts from the book as it was when its first subscriber appeared (at
 the SUBSCRIBE, or at the handshake for streams named in the URL): the first
 event has U = that lastUpdateId + 1, so a snapshot fetched after the reply
 chains on without a hole (§6 still refetches one that equals U - 1).
-bookTicker sends when the update id moved and the top changed; aggTrade sends
-each new aggregate trade.  Given the same market states, the same events.
+bookTicker sends when the update id moved and the top changed (it reads
+`market.top`, not a depth answer); aggTrade sends each new aggregate trade.
+`!ticker_1d@arr` sends every `ticker_period` s (1 by default) one array of
+`1dTicker` objects, one per symbol whose 24 h figures changed since the
+previous push: `p P o h l c w v q O C F L n` are exactly the `ticker_24hr()`
+figures of that market state (volume = v, quoteVolume = q, count = n...).
+Given the same market states, the same events.  What is queued for one
+connection together goes out in one write.
+
+Faults on demand (each `FakeStreams` method says what it does):
+`drop_connections`, `close_connections`, `silence`, `server_shutdown`;
+`skip_next_event` and `swap_next_events` (diff depth);
+`skip_next_agg_trade` and `duplicate_next_agg_trade`; `drop_ticker_pushes`
+(a symbol left out of pushes that would carry it, sent again only once its
+figures change after them: a missed push).
 
 Where Binance's docs are silent, this fake decides as follows (tests may rely
 on it):
@@ -40,9 +55,18 @@ on it):
   connection is closed (1008).  More than 1024 streams: code 4 "Too many
   subscriptions", nothing of that request is subscribed, the connection stays.
 - More than 5 incoming frames (text, binary, ping, pong) within any 1 s:
-  close 1008 "Too many requests".
+  close 1008 "Too many requests".  `max_incoming_per_second()` is the most
+  such frames seen within any 1 s on one connection, closed ones included.
+- More than `max_attempts` (300) handshakes from one IP within
+  `attempts_window` (300) s: HTTP 429 "Too many connection attempts", no
+  upgrade, counted in `connections_refused`.  Every attempt counts, refused
+  ones too (a client that keeps knocking stays out), and before the path.
 - Malformed or too many streams in the URL: HTTP 400 at the handshake; an
   unknown path: HTTP 404.
+- `!ticker_1d@arr` starts at the subscription: no array of every symbol
+  first, only changes made after it; no empty arrays.  `E` is the push
+  time; `O`/`C` are those of `ticker_24hr` (24 h before now, now); with
+  timeUnit=MICROSECOND `E`, `O` and `C` are in µs.
 - `server_shutdown()` and `stop()` close with 1001.  `silence()` mutes market
   data only: control replies and pings go on, and the first event afterwards
   covers the silent period (no gap).
