@@ -33,6 +33,13 @@ from fake_binance.streams import FakeStreams
 from tests.support import ROOT, wait_until
 
 FIXED_NOW = 1_700_000_000.0
+FIXED_MS = int(FIXED_NOW * 1000)
+TICKERS = "!ticker_1d@arr"
+# `!ticker_1d@arr` letter -> the ticker_24hr field it must equal.
+WINDOW = {"p": "priceChange", "P": "priceChangePercent", "o": "openPrice", "h": "highPrice",
+          "l": "lowPrice", "c": "lastPrice", "w": "weightedAvgPrice", "v": "volume",
+          "q": "quoteVolume", "O": "openTime", "C": "closeTime", "F": "firstId", "L": "lastId",
+          "n": "count"}
 QUIET = logging.getLogger("test.fake_streams.connector")
 QUIET.addHandler(logging.NullHandler())
 QUIET.propagate = False  # the connector logs every drop as an error
@@ -132,14 +139,27 @@ def update_id(market: Market, symbol: str) -> int:
     return market.depth(symbol, 1)["lastUpdateId"]
 
 
+def rest_tickers(market: Market) -> dict[str, dict]:
+    """ticker_24hr of every symbol, by symbol."""
+    return {ticker["symbol"]: ticker for ticker in market.ticker_24hr()}
+
+
+def window_event(ticker: dict) -> dict:
+    """The `1dTicker` object the stream must send for this ticker_24hr object."""
+    return {"e": "1dTicker", "E": FIXED_MS, "s": ticker["symbol"],
+            **{letter: ticker[name] for letter, name in WINDOW.items()}}
+
+
 class StreamsTestCase(unittest.TestCase):
     """A running FakeStreams on a fresh market; clients are stopped before it."""
 
     ping_interval: float | None = 20.0
+    options: dict[str, Any] = {}  # more FakeStreams keywords
 
     def setUp(self) -> None:
         self.market = Market(clock=lambda: FIXED_NOW)
-        self.streams = FakeStreams(self.market, ping_interval=self.ping_interval).start()
+        self.streams = FakeStreams(self.market, ping_interval=self.ping_interval,
+                                   **self.options).start()
         self.addCleanup(self.streams.stop)
 
     def recorder(self) -> Recorder:
@@ -497,6 +517,27 @@ class ProtocolTest(StreamsTestCase):
             send(connection, {"method": "LIST_SUBSCRIPTIONS", "id": request_id})
         self.assertEqual(close_code(connection), 1008)
 
+    def test_max_incoming_per_second_reports_the_busiest_connection(self):
+        connection = self.raw("/stream")
+        for request_id in range(3):
+            send(connection, {"method": "LIST_SUBSCRIPTIONS", "id": request_id})
+        for _ in range(3):
+            receive(connection)
+        self.assertEqual(self.streams.max_incoming_per_second(), 3)
+        hasty = self.raw("/stream")
+        for request_id in range(6):
+            send(hasty, {"method": "LIST_SUBSCRIPTIONS", "id": request_id})
+        self.assertEqual(close_code(hasty), 1008)
+        wait_until(lambda: self.streams.connections_open == 1, timeout=5)
+        self.assertEqual(self.streams.max_incoming_per_second(), 6)  # closed ones count
+
+    def test_ticker_array_in_microseconds(self):
+        connection = self.raw(f"/ws/{TICKERS}?timeUnit=MICROSECOND")
+        self.step()
+        push = receive(connection)
+        self.assertEqual({(e["E"], e["O"], e["C"]) for e in push},
+                         {(FIXED_MS * 1000, (FIXED_MS - 86_400_000) * 1000, FIXED_MS * 1000)})
+
     def test_unsubscribe_stops_the_data(self):
         connection = self.raw("/stream")
         send(connection, {"method": "SUBSCRIBE", "params": ["ethbtc@bookTicker"], "id": 1})
@@ -513,6 +554,148 @@ class ProtocolTest(StreamsTestCase):
             with self.subTest(path=path), self.assertRaises(InvalidStatus) as caught:
                 connect(self.streams.url + path, open_timeout=5)
             self.assertEqual(caught.exception.response.status_code, status)
+
+
+class TickerArrayTest(StreamsTestCase):
+    """`!ticker_1d@arr`: the changed symbols' 24 h figures, as REST has them."""
+
+    options = {"ticker_period": 3600.0}  # after the first, pushes come from flush()
+
+    def pushes(self, recorder: Recorder, count: int) -> list[list[dict]]:
+        """The first `count` arrays of the stream, waiting for them."""
+        return wait_until(lambda: len(got := recorder.events(TICKERS)) >= count and got,
+                          timeout=5, interval=0.01)[:count]
+
+    def test_pushes_only_changed_symbols_with_the_rest_figures(self):
+        recorder = self.recorder()
+        recorder.client.rolling_window_ticker_all_symbols("1d", id=1)
+        self.assertEqual(recorder.reply(1), {"result": None, "id": 1})
+        before = rest_tickers(self.market)
+        self.step()
+        after = rest_tickers(self.market)
+        changed = [symbol for symbol in after
+                   if any(after[symbol][name] != before[symbol][name]
+                          for name in WINDOW.values())]
+        self.assertLess(0, len(changed))
+        self.assertLess(len(changed), len(after))  # BREAK and HALT symbols do not trade
+        push = self.pushes(recorder, 1)[0]
+        self.assertEqual(push, [window_event(after[symbol]) for symbol in changed])
+        btcusdt = after["BTCUSDT"]
+        self.market.set_ticker("BTCUSDT", volume=btcusdt["volume"], count=btcusdt["count"])
+        self.market.set_ticker("ETHBTC", volume="123.5")  # only this one changes
+        self.streams.flush()
+        second = self.pushes(recorder, 2)[1]
+        self.assertEqual(second, [window_event(self.market.ticker_24hr(symbol="ETHBTC"))])
+        self.assertEqual(second[0]["v"], "123.50000000")
+
+    def test_dropped_pushes_leave_the_symbol_out_until_it_moves(self):
+        recorder = self.subscribed(TICKERS)
+        self.streams.drop_ticker_pushes("ETHBTC", 2)
+        self.step(2)
+        for push in self.pushes(recorder, 2):
+            symbols = [event["s"] for event in push]
+            self.assertNotIn("ETHBTC", symbols)
+            self.assertIn("BTCUSDT", symbols)
+        self.market.set_ticker("BTCUSDT", volume="1")
+        self.streams.flush()
+        # ETHBTC has not changed since the push it missed: not sent again.
+        self.assertEqual([event["s"] for event in self.pushes(recorder, 3)[2]], ["BTCUSDT"])
+        self.step()
+        fourth = {event["s"]: event for event in self.pushes(recorder, 4)[3]}
+        self.assertEqual(fourth["ETHBTC"],
+                         window_event(self.market.ticker_24hr(symbol="ETHBTC")))
+        for symbol, count in (("NOSUCHCOIN", 1), ("ETHBTC", 0)):
+            with self.subTest(symbol=symbol, count=count), self.assertRaises(ValueError):
+                self.streams.drop_ticker_pushes(symbol, count)
+
+
+class TickerPeriodTest(StreamsTestCase):
+    """Without flush(), `!ticker_1d@arr` pushes on its own every ticker_period."""
+
+    options = {"ticker_period": 0.05}
+
+    def test_pushes_follow_the_market_without_flush(self):
+        recorder = self.subscribed(TICKERS)
+        for count in (1, 2):
+            self.market.step()
+            wait_until(lambda n=count: len(recorder.events(TICKERS)) == n, timeout=5,
+                       interval=0.01)
+        self.assertEqual(recorder.events(TICKERS)[-1][0],
+                         window_event(self.market.ticker_24hr(symbol="ETHBTC")))
+
+
+class AggTradeFaultTest(StreamsTestCase):
+    """A skipped or duplicated aggTrade event, against the REST history."""
+
+    STREAM = "btcusdt@aggTrade"
+
+    def new_trades(self, start_id: int) -> list[int]:
+        """Ids of the trades after `start_id` in the market's history."""
+        return [t["a"] for t in self.market.agg_trade_history("BTCUSDT", from_id=start_id + 1)]
+
+    def received(self, recorder: Recorder, last_id: int) -> list[dict]:
+        """The stream's events once the one with id `last_id` has arrived."""
+        return wait_until(lambda: (events := recorder.events(self.STREAM))
+                          and events[-1]["a"] == last_id and events, timeout=5, interval=0.01)
+
+    def test_skipped_trade_is_only_in_rest(self):
+        recorder = self.subscribed(self.STREAM)
+        start_id = self.market.agg_trade_history("BTCUSDT")[-1]["a"]
+        self.streams.skip_next_agg_trade("BTCUSDT")
+        self.step(2)
+        expected = self.new_trades(start_id)
+        events = self.received(recorder, expected[-1])
+        self.assertEqual([e["a"] for e in events], expected[1:])
+        self.assertEqual(self.market.agg_trades("BTCUSDT", from_id=expected[0])[0]["a"],
+                         expected[0])
+
+    def test_duplicated_trade_comes_twice(self):
+        recorder = self.subscribed(self.STREAM)
+        start_id = self.market.agg_trade_history("BTCUSDT")[-1]["a"]
+        self.streams.duplicate_next_agg_trade("BTCUSDT")
+        self.step(2)
+        expected = self.new_trades(start_id)
+        events = self.received(recorder, expected[-1])
+        self.assertEqual([e["a"] for e in events], expected[:1] + expected)
+        self.assertEqual(events[0], events[1])
+
+    def test_faults_need_a_subscribed_stream(self):
+        self.subscribed(self.STREAM)
+        for fault in (self.streams.skip_next_agg_trade, self.streams.duplicate_next_agg_trade):
+            with self.subTest(fault=fault.__name__), self.assertRaises(ValueError):
+                fault("ETHBTC")
+
+
+class ConnectionLimitTest(StreamsTestCase):
+    """Binance's limit on connection attempts per IP, lowered to 3 a minute."""
+
+    options = {"max_attempts": 3, "attempts_window": 60.0}
+
+    def test_attempts_past_the_limit_get_429(self):
+        for _ in range(3):
+            self.raw("/ws")
+        for refused in (1, 2):
+            with self.assertRaises(InvalidStatus) as caught:
+                connect(self.streams.url + "/ws", open_timeout=5)
+            self.assertEqual(caught.exception.response.status_code, 429)
+            self.assertEqual(self.streams.connections_refused, refused)
+        self.assertEqual(self.streams.connections_accepted, 3)
+        self.assertEqual(self.streams.connections_open, 3)
+
+
+class AttemptWindowTest(StreamsTestCase):
+    """Attempts older than the window no longer count."""
+
+    options = {"max_attempts": 1, "attempts_window": 0.3}
+
+    def test_a_new_window_admits_again(self):
+        self.raw("/ws")
+        with self.assertRaises(InvalidStatus):
+            connect(self.streams.url + "/ws", open_timeout=5)
+        time.sleep(0.35)  # the window itself is what is tested: both attempts age out
+        self.raw("/ws")
+        self.assertEqual((self.streams.connections_accepted,
+                          self.streams.connections_refused), (2, 1))
 
 
 class CommandLineTest(unittest.TestCase):
