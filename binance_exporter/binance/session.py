@@ -50,6 +50,9 @@ from binance_exporter.binance.errors import clip
 MAX_ANSWER_BYTES = 24 * 1024 * 1024
 READ_CHUNK = 64 * 1024  # bytes per read; also the most held beyond the cap
 RECHECK = 0.05  # seconds between cuts of a request that outlives its deadline
+# The socket's own timeouts are only a backstop: they end a little after the
+# deadline, so the deadline's cut (and its clear error) always comes first.
+SOCKET_SLACK = 1.0
 WATCHDOG_IDLE_EXIT = 60.0  # the watchdog thread ends after this long with nothing to watch
 
 
@@ -281,7 +284,8 @@ class BoundedSession(requests.Session):
         """
         started = time.monotonic()
         guard = _Guard(started + self.timeout)
-        kwargs.update(stream=True, allow_redirects=False, timeout=(self.timeout, self.timeout))
+        backstop = self.timeout + SOCKET_SLACK
+        kwargs.update(stream=True, allow_redirects=False, timeout=(backstop, backstop))
         _CURRENT.guard = guard
         _WATCHDOG.watch(guard)
         try:
