@@ -133,7 +133,8 @@ class App:  # pylint: disable=too-many-instance-attributes
         self.stream = Source(self.client, stream.url, snapshot_limit(self.config),
                              on_change=republisher.changed, record=stream.record,
                              snapshot_weight_per_minute=spare,
-                             follow_trades=self.config.analytics is not None)
+                             follow_trades=self.config.analytics is not None,
+                             silence=stream.silence)
         self._publisher = lambda stop: republisher.run(self.quotes.refresh_books, stop)
         return self.stream
 

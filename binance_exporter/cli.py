@@ -216,6 +216,9 @@ def _web_config(path: str | None) -> WebConfig | None:
               help="Levels of the REST snapshot each local book starts from; default: the "
                    "cheapest weight tier covering --depth-levels plus a quarter and "
                    "--analytics-depth-limit (500, weight 25, at the defaults).")
+@click.option("--stream-silence-timeout", type=POSITIVE, default=10.0, show_envvar=True,
+              help="Seconds without a valid stream message after which a connection is taken "
+                   "as lost: its books and quotes leave the page and it reconnects.")
 @click.option("--record", type=click.Path(dir_okay=False, writable=True), default=None,
               show_envvar=True,
               help="With --source stream: write every stream message and depth snapshot "
@@ -256,6 +259,7 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
     source: str,
     stream_url: str,
     stream_snapshot_limit: int | None,
+    stream_silence_timeout: float,
     record: str | None,
     timeout: float,
     weight_share: float,
@@ -301,7 +305,8 @@ def main(  # pylint: disable=too-many-arguments,too-many-positional-arguments,to
             shard=shard,
             reference_asset=reference_asset,
         ),
-        stream=StreamConfig(stream_url, stream_snapshot_limit, record) if source == STREAM
+        stream=StreamConfig(stream_url, stream_snapshot_limit, record, stream_silence_timeout)
+        if source == STREAM
         else None,
         analytics=AnalyticsConfig(
             fill_notionals=fill_notionals,

@@ -71,6 +71,7 @@ class StreamConfig:
     url: str = "wss://stream.binance.com:9443"
     snapshot_limit: int | None = None  # None: `snapshot_limit(config)` chooses
     record: str | None = None
+    silence: float = 10.0  # seconds without a valid message before a connection counts as lost
 
 
 @dataclass(frozen=True)

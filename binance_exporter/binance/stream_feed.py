@@ -33,7 +33,7 @@ class StreamFeed:
         url: str,
         on_data: Callable[[str, msgspec.Raw], None],
         on_connect: Callable[[list[str]], None],
-        watchdog: float = 30.0,
+        watchdog: float = 10.0,
         supervisor_factory: Callable[..., StreamSupervisor] = StreamSupervisor,
         on_raw: Callable[[str], None] | None = None,
         on_disconnect: Callable[[list[str]], None] = lambda streams: None,

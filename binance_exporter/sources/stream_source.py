@@ -55,6 +55,7 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         record: str | None = None,
         snapshot_weight_per_minute: float = math.inf,
         follow_trades: bool = True,
+        silence: float = 10.0,
     ) -> None:
         self.recorder = Recorder(record) if record is not None else None
         recorder = self.recorder
@@ -69,7 +70,7 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         self.follow_trades = follow_trades
         self._fill_due = threading.Event()  # a REST fill of best quotes is planned
         self._stopped = threading.Event()
-        self.connections = StreamFeed(url, self._on_data, self._on_connect,
+        self.connections = StreamFeed(url, self._on_data, self._on_connect, watchdog=silence,
                                       on_raw=recorder.message if recorder else None,
                                       on_disconnect=self._on_disconnect, on_live=self._on_live)
 
