@@ -17,16 +17,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from fake_binance import BUILTIN_SYMBOLS, Market
 from fake_binance.streams import FakeStreams
+from tests.integration.test_fake_streams import FIXED_NOW, TICKERS, WINDOW
 
-FIXED_NOW = 1_700_000_000.0
 EXTRA = 3000
 CONNECTIONS = 3
 BATCH = 500  # streams per SUBSCRIBE: two messages per connection
-TICKERS = "!ticker_1d@arr"
-WINDOW = {"p": "priceChange", "P": "priceChangePercent", "o": "openPrice", "h": "highPrice",
-          "l": "lowPrice", "c": "lastPrice", "w": "weightedAvgPrice", "v": "volume",
-          "q": "quoteVolume", "O": "openTime", "C": "closeTime", "F": "firstId", "L": "lastId",
-          "n": "count"}
 
 
 def book_ticker(market: Market, symbol: str) -> dict:
