@@ -44,7 +44,8 @@ from binance_exporter.market.types import SymbolInfo, Ticker24h
 from binance_exporter.metrics.exposition import Exposition, build_exposition
 from binance_exporter.metrics.http import ExporterServer
 from binance_exporter.model import Answers, Snapshot, SnapshotStore
-from binance_exporter.sources.stream import StreamSource, depth_stream
+from binance_exporter.sources.stream import depth_stream
+from binance_exporter.sources.stream_source import StreamSource
 
 from .naive_stream import NaiveBooks
 from .probes import percentile, start_scraper, stop_scraper
