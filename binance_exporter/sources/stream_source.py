@@ -68,7 +68,8 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         self.trades = StreamTrades(client, self.pool)
         self.tickers = TickerTable()
         self.follow_trades = follow_trades
-        self._fill_due = threading.Event()  # a REST fill of best quotes is planned
+        self._fill_lock = threading.Lock()
+        self._fill_planned = False  # a REST fill of best quotes is on its way
         self._stopped = threading.Event()
         self.connections = StreamFeed(url, self._on_data, self._on_connect, watchdog=silence,
                                       on_raw=recorder.message if recorder else None,
@@ -113,25 +114,35 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
             part.on_disconnect(streams)
 
     def _on_live(self, streams: list[str]) -> None:
-        if self.quotes.on_live(streams) and not self._fill_due.is_set():
-            self._fill_due.set()
-            try:
-                self.pool.submit(self._fill)
-            except RuntimeError:  # the pool is shut down: the exporter is stopping
-                pass
+        with self._fill_lock:
+            if not self.quotes.on_live(streams) or self._fill_planned:
+                return
+            self._fill_planned = True
+        try:
+            self.pool.submit(self._fill)
+        except RuntimeError:  # the pool is shut down: the exporter is stopping
+            pass
 
     def _fill(self) -> None:
-        """One all-symbols REST bookTicker for the quotes no push has given yet (pool)."""
+        """One all-symbols REST bookTicker for the quotes no push has given yet (pool).
+
+        The symbols it may fill are those waiting when the request leaves; a
+        connection live from then on plans a fill of its own.
+        """
         failures = 0
         while not self._stopped.wait(FILL_DELAY if not failures else retry_delay(failures)):
-            self._fill_due.clear()  # a connection live from now on plans its own fill
-            waiting = self.quotes.waiting()
+            with self._fill_lock:
+                self._fill_planned = False
+                waiting = self.quotes.waiting()
             try:
                 filled = self.quotes.fill(seed_events(self.client.book_tickers(None)), waiting)
             except (BinanceError, PayloadError) as exc:
                 failures += 1
                 LOG.warning("best quotes not filled from REST (%s); trying again", exc)
-                self._fill_due.set()
+                with self._fill_lock:
+                    if self._fill_planned:
+                        return  # a newer fill is planned: it takes these symbols too
+                    self._fill_planned = True
                 continue
             LOG.info("best quotes of %d quiet symbols filled from REST", filled)
             return
