@@ -38,25 +38,25 @@ RESYNCS = counter(
     "symbol",
 )
 QUOTES = gauge(
-    "binance_book_ticker_symbols", "Symbols whose best quotes are followed from bookTicker streams."
+    "binance_stream_book_ticker_symbols", "Symbols whose best quotes are followed from bookTicker streams."
 )
 QUOTES_LIVE = gauge(
-    "binance_book_ticker_symbols_live",
+    "binance_stream_book_ticker_symbols_live",
     "Of those, the symbols with live best quotes: their connection is up and a quote came "
     "since it came up. The others have no spread on the page.",
 )
 TICKER_REPAIRS = counter(
-    "binance_ticker_repairs",
+    "binance_stream_ticker_repairs",
     "24 h ticker entries the periodic REST answer corrected: pushes the !ticker_1d@arr "
     "stream missed.",
 )
 GAP_FILLS = counter(
-    "binance_trade_gap_fills",
+    "binance_stream_trade_gap_fills",
     "Gaps in an aggTrade stream (a reconnect, missing ids) filled from REST aggTrades.",
     "symbol",
 )
 TRADES_MISSED = counter(
-    "binance_trades_missed",
+    "binance_stream_trades_missed",
     "Aggregate trade ids given up on after a gap too long to fill: the trade counters are "
     "short by that many aggregate trades.",
     "symbol",
@@ -75,11 +75,11 @@ class StreamCollector(FamilyCollector):
         binance_stream_last_message_timestamp_seconds 1.700000001e+09
         binance_order_book_update_id{symbol="BTCUSDT"} 99.0
         binance_order_book_resyncs_total{symbol="BTCUSDT"} 1.0
-        binance_book_ticker_symbols 3000.0
-        binance_book_ticker_symbols_live 2998.0
-        binance_ticker_repairs_total 0.0
-        binance_trade_gap_fills_total{symbol="BTCUSDT"} 1.0
-        binance_trades_missed_total{symbol="BTCUSDT"} 0.0
+        binance_stream_book_ticker_symbols 3000.0
+        binance_stream_book_ticker_symbols_live 2998.0
+        binance_stream_ticker_repairs_total 0.0
+        binance_stream_trade_gap_fills_total{symbol="BTCUSDT"} 1.0
+        binance_stream_trades_missed_total{symbol="BTCUSDT"} 0.0
     """
 
     families = (MESSAGES, CONNECTED, RECONNECTS, LAST_MESSAGE, UPDATE_ID, RESYNCS, QUOTES,

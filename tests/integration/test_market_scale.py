@@ -139,7 +139,7 @@ class WholeMarketTest(StreamCase):
             ranked = set(labelled(now, "binance_top_symbol_rank"))
             ok = (sample(now, "binance_up") == 1
                   and sample(now, "binance_stream_connected") == 1
-                  and sample(now, "binance_book_ticker_symbols_live") == len(cls.trading)
+                  and sample(now, "binance_stream_book_ticker_symbols_live") == len(cls.trading)
                   and len(ranked) == 10
                   and ranked <= set(labelled(now, "binance_order_book_update_id")))
             return now if ok else None
@@ -153,8 +153,8 @@ class WholeMarketTest(StreamCase):
     def test_every_spread_is_live_at_a_known_start_up_weight(self):
         samples = self.at_start
         self.assertEqual(len(self.trading), SCALE)
-        self.assertEqual(sample(samples, "binance_book_ticker_symbols"), SCALE)
-        self.assertEqual(sample(samples, "binance_book_ticker_symbols_live"), SCALE)
+        self.assertEqual(sample(samples, "binance_stream_book_ticker_symbols"), SCALE)
+        self.assertEqual(sample(samples, "binance_stream_book_ticker_symbols_live"), SCALE)
         spreads = labelled(samples, "binance_spread")
         self.assertEqual(len(spreads), len(set(spreads)))
         # THINUSDT has no bids: followed and live, but no spread.
@@ -198,7 +198,7 @@ class WholeMarketTest(StreamCase):
         def out_of_service():
             now = self.exporter.scrape()
             gone = (sample(now, "binance_up") == 0
-                    and sample(now, "binance_book_ticker_symbols_live") == 0
+                    and sample(now, "binance_stream_book_ticker_symbols_live") == 0
                     and not labelled(now, "binance_spread")
                     and not labelled(now, "binance_order_book_notional")
                     and not labelled(now, "binance_order_book_update_id"))
@@ -207,7 +207,7 @@ class WholeMarketTest(StreamCase):
         # Far sooner than the 30 s silence watchdog: the loss itself is noticed.
         down = wait_until(out_of_service, timeout=3)
         self.assertEqual(sample(down, "binance_refresh_success", job="spreads"), 0)
-        self.assertEqual(sample(down, "binance_book_ticker_symbols"), SCALE)
+        self.assertEqual(sample(down, "binance_stream_book_ticker_symbols"), SCALE)
         samples = self.all_live(timeout=30)
         self.assertEqual(set(labelled(samples, "binance_spread")),
                          quotable(self.market, self.trading))
@@ -250,10 +250,10 @@ class SilenceTest(StreamCase):
         """Wait until the quotes, books and jobs are live; return that scrape."""
         def live():
             now = self.exporter.scrape()
-            wanted = sample(now, "binance_book_ticker_symbols")
+            wanted = sample(now, "binance_stream_book_ticker_symbols")
             ok = (sample(now, "binance_up") == 1
                   and sample(now, "binance_stream_connected") == 1
-                  and wanted and sample(now, "binance_book_ticker_symbols_live") == wanted
+                  and wanted and sample(now, "binance_stream_book_ticker_symbols_live") == wanted
                   and len(labelled(now, "binance_spread")) == 5
                   and len(labelled(now, "binance_order_book_update_id")) == 10)
             return now if ok else None
@@ -278,7 +278,7 @@ class SilenceTest(StreamCase):
         def out_of_service():
             now = self.exporter.scrape()
             gone = (sample(now, "binance_up") == 0
-                    and sample(now, "binance_book_ticker_symbols_live") == 0
+                    and sample(now, "binance_stream_book_ticker_symbols_live") == 0
                     and not labelled(now, "binance_spread")
                     and not labelled(now, "binance_order_book_update_id"))
             return now if gone else None
@@ -370,9 +370,9 @@ class TradeFlowTest(StreamCase):
         self.assertEqual(sample(samples, "binance_last_trade_price", symbol=symbol),
                          float(history[-1]["p"]))
         # The skipped ids and the reconnect were each filled from REST, none given up on.
-        self.assertGreaterEqual(sample(samples, "binance_trade_gap_fills_total", symbol=symbol),
+        self.assertGreaterEqual(sample(samples, "binance_stream_trade_gap_fills_total", symbol=symbol),
                                 2)
-        self.assertEqual(sample(samples, "binance_trades_missed_total", symbol=symbol), 0)
+        self.assertEqual(sample(samples, "binance_stream_trades_missed_total", symbol=symbol), 0)
 
 
 class TickerRepairTest(StreamCase):
@@ -415,7 +415,7 @@ class TickerRepairTest(StreamCase):
                             and sample(now, "binance_stream_connected") == 1 and now, 15)
         old = self.ranking(before)
         self.assertEqual(old, self.rest_ranking())
-        repairs = sample(before, "binance_ticker_repairs_total")
+        repairs = sample(before, "binance_stream_ticker_repairs_total")
         self.assertEqual(repairs, 0, "the start-up answer repaired nothing")
         self.fresh_repair()
         # Two symbols climb to the top, but their pushes are lost; a third one's
@@ -430,18 +430,18 @@ class TickerRepairTest(StreamCase):
         seen = wait_until(lambda: (now := self.exporter.scrape())
                           and sample(now, "binance_ticker_24h_trades", symbol=pushed) == count
                           and now, timeout=5)
-        self.assertEqual(sample(seen, "binance_ticker_repairs_total"), repairs,
+        self.assertEqual(sample(seen, "binance_stream_ticker_repairs_total"), repairs,
                          "repaired before the pushes could be missed")
         self.assertEqual(self.ranking(seen), old, "a lost push reached the rankings")
 
         def repaired():
             now = self.exporter.scrape()
-            done = sample(now, "binance_ticker_repairs_total") != repairs \
+            done = sample(now, "binance_stream_ticker_repairs_total") != repairs \
                 and self.ranking(now) == self.rest_ranking()
             return now if done else None
 
         after = wait_until(repaired, timeout=15 * self.REFRESH)
-        self.assertEqual(sample(after, "binance_ticker_repairs_total"), repairs + len(stale))
+        self.assertEqual(sample(after, "binance_stream_ticker_repairs_total"), repairs + len(stale))
         self.assertEqual(self.ranking(after)[:3], [*stale, pushed])
         for symbol, trades in stale.items():
             self.assertEqual(sample(after, "binance_ticker_24h_trades", symbol=symbol), trades)

@@ -735,7 +735,7 @@ class LiveStackTest(unittest.TestCase):
             with self.subTest(alert=rule["alert"]):
                 self.query(rule["expr"])
                 lhs = alert_left_hand_side(rule["expr"])
-                if lhs.startswith("binance_stream_"):
+                if "binance_stream_" in lhs:
                     continue
                 self.assertTrue(self.query(lhs), f"no data for {lhs}")
 
