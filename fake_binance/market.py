@@ -1,17 +1,15 @@
 """A deterministic simulated Binance SPOT market: the data behind the fake REST API.
 
-Everything here is pure (no I/O) and guarded by one lock, so HTTP handler
-threads can read while `Market.step()` moves the market.
-
+Pure (no I/O), behind one lock: handler threads read while `step()` moves it.
 Numbers are held as ints of 1e-8 ("units"), the resolution of every price and
 quantity Binance sends, and formatted as strings with 8 decimals, exactly like
 the real answers (`"60650.00000000"`).  Nothing is ever a float.
 
-Randomness comes from a splitmix64 hash of (seed, symbol, step, level) instead
-of a `random.Random` per symbol: a book level can then be computed on its own,
-so books are generated lazily (3000 extra symbols cost nothing until asked
-for) and `Market(seed=s)` after `step(n)` is identical whatever was queried in
-between.
+Randomness is a splitmix64 hash of (seed, symbol, step, level), not a
+`random.Random` per symbol: books are generated lazily (3000 extra symbols
+cost nothing until asked for) and `Market(seed=s)` after `step(n)` is the
+same whatever was queried. A book's top levels move with its mid; the
+deeper ones rest at fixed prices, as real orders do.
 
 The built-in symbols are traps for the exporter (see `BUILTIN_SYMBOLS`).  Their
 24 h figures do not depend on the seed, so the expected rankings before any
@@ -31,7 +29,6 @@ The built-in symbols are traps for the exporter (see `BUILTIN_SYMBOLS`).  Their
 
 `step()` grows the 24 h figures a little (about 1e-5 per step), which breaks the
 DOTBTC/LTCBTC tie but leaves the other orders alone for thousands of steps.
-
 Aggregate trades (`agg_trades`, `agg_trade_history`): every symbol with a
 price starts with the trades of one step (1-5 aggregate trades), and each
 `step()` gives every TRADING symbol 1-5 more, drawn from (seed, symbol, step).
@@ -40,12 +37,10 @@ best bid (`m` true); a one-sided book trades on its only side, an empty one
 not at all.  Aggregate ids are consecutive, each covers 1-3 consecutive
 trade ids (`f`..`l`, continuing from the previous `l`), and `T` is the
 market clock at the step (never decreasing).  Only the newest
-`trade_history_size` (5000) aggregate trades are kept per symbol, stored as
-one small record per step and redrawn when asked for.  Built-in symbols trade
-from construction on; an extra symbol's trades start at the first aggTrades
-query naming it (so 3000 extras cost nothing until asked for), which is the
-one thing that can depend on what was queried.  The 24 h `count`/`lastId`
-are not tied to these ids.
+`trade_history_size` (5000) aggregate trades are kept per symbol, as one
+small record per step redrawn when asked for.  An extra symbol's trades
+start at the first aggTrades query naming it (the one thing that depends on
+what was queried).  The 24 h `count`/`lastId` are not tied to these ids.
 """
 
 from __future__ import annotations
@@ -254,10 +249,10 @@ def _pow10_below(units: int, digits: int) -> int:
 class _Book:
     """The order book of one symbol.
 
-    Levels are offsets from the best price: the top `_TOP_LEVELS` are redrawn
-    from the step number on every step (so levels and quantities move), deeper
-    ones are fixed.  A book set by `Market.set_book` (`explicit`) replaces the
-    model until `Market.reset_book`.
+    The top `_TOP_LEVELS` levels are offsets from the best price, redrawn from
+    the step number on every step (so levels and quantities move); deeper
+    ones rest at fixed prices and quantities, as real orders do. A book set
+    by `Market.set_book` (`explicit`) replaces the model until `reset_book`.
 
     `_hash(key, salt, step)` is `_mix(_hash(key, salt) ^ step)`, so the
     per-salt prefixes are computed once here: a step then costs one `_mix` per
@@ -342,19 +337,29 @@ class _Book:
 
     def _generate(self, side: int, step: int) -> list[tuple[int, int]]:
         top_seed = self.draw(side, step)
-        deep_seed = _hash(self.key, side, _DEEP)
         best = self.best_price(side) // self.tick
         direction = -1 if side == _BID else 1
+        count = self.levels[side]
         levels: list[tuple[int, int]] = []
         offset = 0
-        for index in range(self.levels[side]):
-            draw = _mix((top_seed if index < _TOP_LEVELS else deep_seed) ^ index)
+        for index in range(min(count, _TOP_LEVELS)):
+            draw = _mix(top_seed ^ index)
             if index:
                 offset += 1 + draw % self.max_gap
             price = best + direction * offset
             if price <= 0:
-                break  # a cheap coin's bids cannot go below zero
+                return levels  # a cheap coin's bids cannot go below zero
             levels.append((price * self.tick, self._qty(draw)))
+        # Beyond the top a tick holds a level when its own draw says so (two in
+        # max_gap + 1: the offsets' mean gap), whatever the mid does.
+        deep_seed = _hash(self.key, side, _DEEP)
+        odds = self.max_gap + 1
+        price = best + direction * (offset + 1)
+        while len(levels) < count and price > 0:
+            draw = _mix(deep_seed ^ price)
+            if draw % odds < 2:
+                levels.append((price * self.tick, self._qty(draw)))
+            price += direction
         return levels
 
 

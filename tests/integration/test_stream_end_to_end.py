@@ -12,9 +12,9 @@ from fake_binance.server import FakeBinance
 from fake_binance.streams import FakeStreams
 from tests.support import Exporter, sample, wait_until
 
-# The fake's books move whole with their mid (every level is an offset from
-# the best price), so a book followed across steps leaves the range a small
-# snapshot covered and is rightly started over. 5000 levels cover the walk.
+# The fake's BTCUSDT mid walks about $30 a step while its levels are $0.02
+# apart, so a book started from 500 levels leaves what that snapshot covered
+# within a step and is rightly started over; 5000 levels cover the walk.
 STREAM = ("--source", "stream", "--no-analytics", "--update-interval", "0.5",
           "--refresh-interval", "30", "--stream-snapshot-limit", "5000")
 
