@@ -125,7 +125,8 @@ class _Rig:  # pylint: disable=too-many-instance-attributes
         self.quotes = QuotesJob(self.source, self.pool, self.store, RankingConfig())
         names = list(self.client.mids)
         self.books.track(names)
-        self.books.on_connect()  # every book fetches its snapshot
+        self.books.on_connect()  # a connection, subscribed:
+        self.books.on_live()  # every book fetches its snapshot
         deadline = time.monotonic() + 10
         while self.synced_books() < SYMBOLS and time.monotonic() < deadline:
             time.sleep(0.05)

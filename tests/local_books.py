@@ -24,11 +24,13 @@ class LocalBooksSource:
         self.tracked: list[list[str]] = []
 
     def track(self, books: Sequence[str], tops: Sequence[str]) -> None:
-        """Record, and keep a book for every symbol named."""
+        """Record, and keep a book for every symbol named, its connection up at once."""
         symbols = list(dict.fromkeys([*books, *tops]))
         self.tracked.append(symbols)
         if self.follow:
-            self.local.track(symbols)
+            streams = self.local.track(symbols)
+            self.local.on_connect(streams)
+            self.local.on_live(streams)
 
     def books(self, symbols: Sequence[str], levels: int) -> dict[str, OrderBook | Exception]:
         """Local views."""

@@ -21,10 +21,16 @@ LOG = logging.getLogger(__name__)
 
 
 class _Reply(msgspec.Struct, frozen=True, gc=False):
-    """The answer to a SUBSCRIBE: `{"result": null, "id": n}` when it worked."""
+    """The answer to a SUBSCRIBE: `{"result": null, "id": n}` when it worked.
+
+    An error reply has no `result` but an `error` object (as recorded from
+    the live service) or a `code` and `msg` (as the docs print it).
+    """
 
     id: int
-    result: object = None
+    result: object = msgspec.UNSET
+    error: object = msgspec.UNSET
+    code: object = msgspec.UNSET
 
 
 _REPLY = msgspec.json.Decoder(_Reply)
@@ -109,6 +115,11 @@ class Traffic:
             reply = _REPLY.decode(text)
         except (msgspec.ValidationError, msgspec.DecodeError):
             LOG.debug("ignored a stream message that is neither data nor a reply: %.200s", text)
+            return False
+        if reply.error is not msgspec.UNSET or reply.code is not msgspec.UNSET:
+            # The subscription was refused: the connection never counts as
+            # live, and is rebuilt when the acknowledgement is overdue.
+            LOG.error("Binance refused a stream request on %s: %.200s", url, text)
             return False
         live = self.acknowledged(reply.id) if reply.result is None else None
         if live is None:

@@ -52,7 +52,7 @@ from binance_exporter.model import (
     SnapshotStore,
     TradeTotals,
 )
-from binance_exporter.sources.base import BookSource, TradeSource
+from binance_exporter.sources.base import BookSource, NotSynced, TradeSource
 
 BEYOND_SNAPSHOT = "beyond_snapshot"
 
@@ -109,7 +109,9 @@ class AnalyticsJob:
                     self.store.skip(ANALYTICS, INVALID_SYMBOL)
                     continue
                 error = book
-                if old is not None and symbol in old.books:
+                # A failed request keeps the last figures; a local book out of
+                # sync is known to be wrong, so its figures leave the page.
+                if old is not None and symbol in old.books and not isinstance(book, NotSynced):
                     books[symbol] = old.books[symbol]
             elif isinstance(book, OrderBook):
                 books[symbol] = self._book(book, _rate(previous.answers, symbol))

@@ -3,16 +3,19 @@
 `StreamBooks` is the glue between the stream supervisor (raw events from the
 reader thread), the order-book logic of `order_book.LocalBook` (Binance's
 documented procedure) and the REST client (the snapshot each book starts
-from). A book that is buffering or out of sync is never handed out: callers
-only see synced books, so a series is absent rather than wrong.
+from, `depth_snapshots`). A book that is buffering or out of sync is never
+handed out: callers only see synced books, so a series is absent rather than
+wrong. A book whose connection is down takes no event and no snapshot.
 
 Only the books whose depth is needed are kept (the ranked symbols and the
 analytics symbols); every other symbol's best quotes come from its
 bookTicker stream (`book_tickers`). Each book starts from one snapshot per
-(re)connect, at `snapshot_limit` levels: the cheapest weight tier covering
-what the book must answer (`config.snapshot_limit`). A book whose top levels
-have thinned out until it can no longer vouch for the levels asked for
-starts over from a new snapshot.
+(re)connect, asked for once every SUBSCRIBE of the connection is
+acknowledged (so it cannot predate the stream), at `snapshot_limit` levels:
+the cheapest weight tier covering what the book must answer
+(`config.snapshot_limit`). A book whose top levels have thinned out until
+it can no longer vouch for what is asked of it starts over from a new
+snapshot: the levels of `books`, three quarters of the limit of `depths`.
 """
 
 from __future__ import annotations
@@ -25,19 +28,17 @@ from typing import Callable, Sequence
 
 import msgspec
 
-from binance_exporter.binance.backoff import MAX_RETRY
 from binance_exporter.binance.depth_events import DepthUpdate, decode_depth_update
-from binance_exporter.binance.payloads import PayloadError, parse_depth
+from binance_exporter.binance.payloads import PayloadError
 from binance_exporter.binance.pool import DaemonPool
-from binance_exporter.binance.rest import BinanceClient, BinanceError
-from binance_exporter.binance.weights import depth_weight
+from binance_exporter.binance.rest import BinanceClient
 from binance_exporter.market.order_book import LocalBook, NotSynced, Outcome
 from binance_exporter.market.types import OrderBook
-from binance_exporter.sources.snapshot_schedule import SnapshotSchedule
+from binance_exporter.sources.depth_snapshots import REFETCH_DELAY, DepthSnapshots
 
 LOG = logging.getLogger(__name__)
 DEPTH_STREAM = "depth@100ms"
-REFETCH_DELAY = 0.5  # seconds before asking again for a snapshot older than the stream
+LIVE_DELAY = 0.25  # seconds after the subscriptions are acknowledged before each snapshot
 
 
 def depth_stream(symbol: str) -> str:
@@ -59,9 +60,9 @@ def _short(view: OrderBook, levels: int) -> bool:
 
 
 class StreamBooks:
-    """One `LocalBook` per tracked symbol, kept in sync."""
+    """One `LocalBook` per tracked symbol, kept in sync while its connection is up."""
 
-    def __init__(
+    def __init__(  # pylint: disable=too-many-arguments,too-many-positional-arguments
         self,
         client: BinanceClient,
         pool: DaemonPool,
@@ -70,19 +71,17 @@ class StreamBooks:
         on_depth: Callable[[str, int, object], None] | None = None,
         snapshot_weight_per_minute: float = math.inf,
     ) -> None:
-        self.client = client
-        self.pool = pool
-        self.snapshot_limit = snapshot_limit
         self.on_change = on_change
-        self.on_depth = on_depth  # sees every depth answer a book may start from
         self._lock = threading.Lock()
         self._books: dict[str, LocalBook] = {}
+        self._open: set[str] = set()  # whose connection is subscribing or live
         self._fetching: set[str] = set()  # a snapshot is planned or in flight
         # Bumped when a symbol's connection drops or reconnects: older snapshots are dropped.
         self._epochs: Counter[str] = Counter()
         self._resyncs: Counter[str] = Counter()
-        self.schedule = SnapshotSchedule(self._submit, depth_weight(snapshot_limit),
-                                         snapshot_weight_per_minute)
+        self.snapshots = DepthSnapshots(client, pool, snapshot_limit, self._epoch_of,
+                                        self._apply, snapshot_weight_per_minute, on_depth)
+        self.schedule = self.snapshots.schedule
 
     # Which symbols ------------------------------------------------------------
 
@@ -91,6 +90,7 @@ class StreamBooks:
         with self._lock:
             for symbol in set(self._books) - set(symbols):
                 del self._books[symbol]
+                self._open.discard(symbol)
             for symbol in symbols:
                 self._books.setdefault(symbol, LocalBook(symbol))
         return [depth_stream(s) for s in symbols]
@@ -99,18 +99,23 @@ class StreamBooks:
         """A new connection (for `streams`, or all): each of its books starts over.
 
         Called before the connection subscribes, so every event it carries
-        lands in a fresh buffer. Each book gets exactly one snapshot, shortly
-        after, even if no event has arrived yet: a quiet symbol may send none
-        for a long time. A snapshot older than the subscription shows up as a
-        gap at the first event, and that book simply starts over.
+        lands in a fresh buffer; the snapshot waits for `on_live`.
         """
         with self._lock:
-            symbols = self._symbols_of(streams)
-            for symbol in symbols:
+            for symbol in self._symbols_of(streams):
                 self._start_over(symbol)
-                self._fetching.add(symbol)
+                self._fetching.add(symbol)  # events alone ask for none until then
+                self._open.add(symbol)
+
+    def on_live(self, streams: Sequence[str] | None = None) -> None:
+        """Every SUBSCRIBE of the connection is acknowledged: one snapshot per book now.
+
+        Even with no event yet: a quiet symbol may send none for a long time.
+        """
+        with self._lock:
+            symbols = [s for s in self._symbols_of(streams) if s in self._open]
         for symbol in symbols:
-            self.schedule.schedule(symbol, REFETCH_DELAY)
+            self.schedule.schedule(symbol, LIVE_DELAY)
 
     def on_disconnect(self, streams: Sequence[str] | None = None) -> None:
         """A connection dropped: its books are no longer live, at once, until resynced."""
@@ -119,6 +124,7 @@ class StreamBooks:
             for symbol in symbols:
                 self._start_over(symbol)
                 self._fetching.discard(symbol)
+                self._open.discard(symbol)
         self.schedule.cancel(symbols)
         self.on_change()
 
@@ -137,6 +143,11 @@ class StreamBooks:
         book.reset()
         self._epochs[symbol] += 1
 
+    def _epoch_of(self, symbol: str) -> int | None:
+        """The current connection's epoch of `symbol`; None while its connection is down."""
+        with self._lock:
+            return self._epochs[symbol] if symbol in self._open else None
+
     # Events (stream reader thread) -----------------------------------------
 
     def on_data(self, stream: str, data: bytes | str | msgspec.Raw) -> None:
@@ -150,8 +161,8 @@ class StreamBooks:
             return
         with self._lock:
             book = self._books.get(update.symbol)
-            if book is None:
-                return
+            if book is None or update.symbol not in self._open:
+                return  # not followed, or from a connection being torn down
             outcome = book.on_event(update)
             # An event applied to a synced book, nearly every event, needs nothing more.
             fetch = outcome is not Outcome.APPLIED and self._not_applied(book, update, outcome)
@@ -176,46 +187,16 @@ class StreamBooks:
             return True
         return False
 
-    def _submit(self, symbol: str) -> None:
-        """Hand a due snapshot to the pool, marked with the symbol's current epoch."""
+    def _apply(self, symbol: str, epoch: int, snapshot: OrderBook) -> None:
+        """Start `symbol`'s book from a snapshot of its connection `epoch` (worker thread)."""
         with self._lock:
-            epoch = self._epochs[symbol]
-        try:
-            self.pool.submit(self._fetch_depth, symbol, epoch)
-        except RuntimeError:  # the pool is shut down: the exporter is stopping
-            pass
-
-    def _fetch_depth(self, symbol: str, epoch: int = 0) -> None:
-        """Fetch a REST snapshot and start `symbol`'s book from it (worker thread)."""
-        with self._lock:
-            if self._epochs[symbol] != epoch:
-                return  # planned for a connection that is gone
-        try:
-            answer = self.client.depth(symbol, self.snapshot_limit)
-            if self.on_depth is not None:
-                self.on_depth(symbol, self.snapshot_limit, answer)
-            snapshot = parse_depth(answer, symbol)
-        except (BinanceError, PayloadError) as exc:
-            # Waiting out a 429/418 or this minute's weight budget: try when it ends.
-            wait = max(REFETCH_DELAY, getattr(exc, "retry_after", None) or 0.0)
-            LOG.warning("%s: depth snapshot failed (%s); trying again in %.1f s", symbol, exc,
-                        wait)
-            self.schedule.schedule(symbol, wait)
-            return
-        except Exception:  # pylint: disable=broad-exception-caught
-            # Nobody reads this worker's future: a book left waiting for a
-            # snapshot that never comes would stay out of service for good.
-            LOG.exception("%s: depth snapshot failed unexpectedly; trying again", symbol)
-            self.schedule.schedule(symbol, MAX_RETRY)
-            return
-        with self._lock:
-            if self._epochs[symbol] != epoch:
+            if symbol not in self._open or self._epochs[symbol] != epoch:
                 return  # the connection dropped while the answer was on its way
             self._fetching.discard(symbol)
             book = self._books.get(symbol)
             if book is None or book.synced:
                 return
-            outcome = book.apply_depth(snapshot, self.snapshot_limit)
+            outcome = book.apply_depth(snapshot, self.snapshots.limit)
             if outcome is Outcome.REFETCH:
                 # Taken before the first buffered event: the stream is ahead.
                 self._fetching.add(symbol)
@@ -230,16 +211,25 @@ class StreamBooks:
     # Reading ----------------------------------------------------------------
 
     def books(self, symbols: Sequence[str], levels: int) -> dict[str, OrderBook | Exception]:
-        """The top `levels` of each book, NotSynced where it does not follow the stream,
-        or can no longer vouch for `levels` levels: then it starts over from a snapshot."""
+        """The top `levels` of each book; NotSynced where it does not follow the stream or
+        can no longer vouch for `levels` levels (then it starts over from a snapshot)."""
+        return self._read(symbols, levels, levels)
+
+    def depths(self, symbols: Sequence[str], limit: int) -> dict[str, OrderBook | Exception]:
+        """Up to `limit` levels of each book, as far as it can vouch for them; a book
+        down to fewer than three quarters of `limit` starts over from a snapshot."""
+        return self._read(symbols, limit, limit - limit // 4)
+
+    def _read(self, symbols: Sequence[str], levels: int,
+              least: int) -> dict[str, OrderBook | Exception]:
         answers: dict[str, OrderBook | Exception] = {}
         shallow: list[str] = []
         with self._lock:
             for symbol in symbols:
                 view = answers[symbol] = _view(self._books.get(symbol), symbol, levels)
-                if isinstance(view, OrderBook) and _short(view, levels):
+                if isinstance(view, OrderBook) and _short(view, least):
                     known = min(len(view.bids), len(view.asks))
-                    answers[symbol] = NotSynced(f"{symbol}: only {known} of {levels} levels "
+                    answers[symbol] = NotSynced(f"{symbol}: only {known} of {least} levels "
                                                 "known; resynchronising")
                     self._start_over(symbol)
                     self._fetching.add(symbol)
@@ -247,11 +237,6 @@ class StreamBooks:
         for symbol in shallow:
             self.schedule.schedule(symbol)
         return answers
-
-    def depths(self, symbols: Sequence[str], limit: int) -> dict[str, OrderBook | Exception]:
-        """Up to `limit` levels of each book, as far as it can vouch for them."""
-        with self._lock:
-            return {s: _view(self._books.get(s), s, limit) for s in symbols}
 
     def stats(self) -> tuple[dict[str, int], dict[str, int]]:
         """Last applied final update id (`u`) of every synced book; resyncs by symbol."""

@@ -114,6 +114,9 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
             part.on_disconnect(streams)
 
     def _on_live(self, streams: list[str]) -> None:
+        """Every SUBSCRIBE of a connection is acknowledged: snapshots and fills may start."""
+        self.local.on_live(streams)
+        self.tickers.on_live(streams)
         with self._fill_lock:
             if not self.quotes.on_live(streams) or self._fill_planned:
                 return

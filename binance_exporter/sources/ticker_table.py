@@ -36,6 +36,7 @@ from binance_exporter.market.types import Ticker24h
 
 LOG = logging.getLogger(__name__)
 TICKER_STREAM = "!ticker_1d@arr"
+SEED_GRACE = 10.0  # seconds an answer may predate the subscription and still serve
 TICKER_EVENT = "1dTicker"
 # A REST figure that differs from an entry older than this is a lost push,
 # not a push still on its way (see `TickerTable.repair`).
@@ -107,8 +108,8 @@ class TickerTable:
         self._tickers: dict[str, Ticker24h] = {}
         self._times: dict[str, int] = {}  # symbol -> ms its figures describe
         self._seeded = False  # a full REST answer has been merged
-        self._complete = False
-        self._down = False  # the ticker stream's connection dropped and is not back
+        self._answered_at: float | None = None  # when the last full answer was merged
+        self._live_since: float | None = None  # the ticker stream is live since (None: not)
         self._repairs = 0
         self._pushes = 0
 
@@ -125,6 +126,7 @@ class TickerTable:
         with self._lock:
             self._merge(timed)
             self._seeded = True
+            self._answered_at = self._clock()
 
     def repair(self, answer: object) -> int:
         """Merge a later REST answer; return how many entries it repaired.
@@ -150,6 +152,7 @@ class TickerTable:
             if not self._seeded:
                 repaired = 0
             self._seeded = True
+            self._answered_at = self._clock()
             self._repairs += repaired
         return repaired
 
@@ -172,8 +175,6 @@ class TickerTable:
         answered_at = max((at for _, at in timed.values()), default=int(self._clock() * 1000))
         for symbol in [s for s, at in times.items() if at <= answered_at and s not in timed]:
             del tickers[symbol], times[symbol]
-        # An answer merged while the stream is down is already going stale.
-        self._complete = not self._down
         return repaired
 
     # The stream (reader thread for on_data) ------------------------------------
@@ -204,25 +205,19 @@ class TickerTable:
             self._pushes += applied
 
     def on_connect(self, streams: Sequence[str] | None = None) -> None:
-        """A (re)connection for `streams` (all for None): the stream is back.
+        """A (re)connection opens; nothing is live before its subscriptions are acknowledged."""
 
-        The table stays as complete as it was: after a drop `on_disconnect`
-        already made it incomplete until the next REST answer. The first
-        connection, opened just after the start-up answer, costs no second
-        one: a push carries absolute figures, so a symbol whose push fell
-        between that answer and the subscription is right again at its next
-        push, and the periodic repair catches one that stays quiet.
-        """
+    def on_live(self, streams: Sequence[str] | None = None) -> None:
+        """The connection carrying the ticker stream is subscribed: pushes arrive from now on."""
         if self._carries(streams):
             with self._lock:
-                self._down = False
+                self._live_since = self._clock()
 
     def on_disconnect(self, streams: Sequence[str] | None = None) -> None:
         """The connection for `streams` (all for None) dropped: pushes are being lost."""
         if self._carries(streams):
             with self._lock:
-                self._down = True
-                self._complete = False
+                self._live_since = None
 
     @staticmethod
     def _carries(streams: Sequence[str] | None) -> bool:
@@ -233,9 +228,19 @@ class TickerTable:
 
     @property
     def complete(self) -> bool:
-        """True when a full answer was merged and no push can have been lost since."""
+        """True when the stream is live and a full answer was merged since it went live,
+        or at most `SEED_GRACE` seconds before.
+
+        A push carries absolute figures: a symbol whose push fell between an
+        answer and the subscription is right again at its next push, and the
+        periodic repair catches one that stays quiet. So the start-up answer,
+        asked for just before the first subscription, serves; an answer from
+        long before a reconnect does not, and the next run asks again.
+        """
         with self._lock:
-            return self._complete
+            return (self._seeded and self._live_since is not None
+                    and self._answered_at is not None
+                    and self._answered_at >= self._live_since - SEED_GRACE)
 
     def tickers(self) -> dict[str, Ticker24h]:
         """A copy of the table, for one rankings run."""

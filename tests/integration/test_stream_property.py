@@ -45,7 +45,9 @@ class LocalBookPropertyTest(unittest.TestCase):
         # The moves drop connections every few seconds, which the exporter
         # rightly backs off from; this test is about the books, not that policy.
         cls.supervisor = StreamSupervisor(cls.streams.url, streams, cls.books.on_data,
-                                          cls.books.on_connect, backoff=lambda failures: 0.5)
+                                          cls.books.on_connect, backoff=lambda failures: 0.5,
+                                          on_live=cls.books.on_live,
+                                          on_disconnect=cls.books.on_disconnect)
         cls.supervisor.start()
         cls.addClassCleanup(cls.supervisor.stop)
 

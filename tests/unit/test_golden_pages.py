@@ -183,8 +183,11 @@ class StreamPageTest(GoldenTestCase):
         books = StreamBooks(RecordedDepth(answers), InlinePool(), 100)  # type: ignore[arg-type]
         self.addCleanup(books.schedule.stop)
         received = [NOW]
-        supervisor = StreamSupervisor("ws://127.0.0.1:9", books.track(sorted(answers)),
-                                      books.on_data, wall_clock=lambda: received[0])
+        streams = books.track(sorted(answers))
+        supervisor = StreamSupervisor("ws://127.0.0.1:9", streams, books.on_data,
+                                      wall_clock=lambda: received[0])
+        books.on_connect(streams)  # the recorded session's connection, subscribed
+        books.on_live(streams)
         last_ids: dict[str, int] = {}
         for line in lines:
             if "m" in line and '"result"' not in line["m"]:  # data, not the SUBSCRIBE reply

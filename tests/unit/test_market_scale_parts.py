@@ -12,7 +12,7 @@ from binance_exporter.binance.book_ticker_events import SEEDED, seed_events, to_
 from binance_exporter.binance.payloads import PayloadError
 from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.stream_feed import StreamFeed
-from binance_exporter.binance.traffic import StreamStats
+from binance_exporter.binance.traffic import StreamStats, Traffic
 from binance_exporter.binance.websocket import ConnectionAttempts
 from binance_exporter.config import (
     AnalyticsConfig,
@@ -156,7 +156,7 @@ class TableRankingsTest(unittest.TestCase):
         self.pool = DaemonPool(2)
         self.addCleanup(self.pool.shutdown)
         self.now = [0.0]
-        self.table = TickerTable()
+        self.table = TickerTable(clock=lambda: self.now[0])
         self.job = RankingsJob(self.client, self.pool, SnapshotStore(), RankingConfig(top_n=2),
                                clock=lambda: self.now[0], table=self.table, repair_every=600.0)
 
@@ -168,6 +168,7 @@ class TableRankingsTest(unittest.TestCase):
         ranking = self.job.run()
         self.assertEqual([t.symbol for t in ranking.top_usdt], ["ETHUSDT", "BTCUSDT"])
         self.assertEqual(self.rest_calls(), 1)
+        self.table.on_live([TICKER_STREAM])  # the stream comes up just after
         # A push moves BTCUSDT's trade count above ETHUSDT's: no request for it.
         push = [{"e": "1dTicker", "E": 2000, "s": "BTCUSDT", "v": "5", "q": "300000",
                  "n": 5000, "C": 2000, "O": 0, "F": 0, "L": 1, "o": "1", "h": "1", "l": "1",
@@ -183,12 +184,19 @@ class TableRankingsTest(unittest.TestCase):
 
     def test_a_lost_ticker_connection_asks_rest_at_the_next_run(self):
         self.job.run()
+        self.table.on_live([TICKER_STREAM])
         self.table.on_disconnect([TICKER_STREAM])
-        self.table.on_connect([TICKER_STREAM])
         self.now[0] = 60.0
+        self.table.on_live([TICKER_STREAM])  # back, but a minute of pushes may be lost
         self.job.run()
         self.assertEqual(self.rest_calls(), 2)
         self.assertTrue(self.table.complete)
+
+    def test_without_the_ticker_stream_every_run_asks_rest(self):
+        for now in (0.0, 60.0, 120.0):
+            self.now[0] = now
+            self.job.run()
+        self.assertEqual(self.rest_calls(), 3)
 
 
 class SnapshotTierTest(unittest.TestCase):
@@ -279,3 +287,19 @@ class FeedPartsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ReplyTest(unittest.TestCase):
+    """Only `{"result": null}` acknowledges a SUBSCRIBE; an error reply never does."""
+
+    def test_refusals_and_odd_replies_are_not_acknowledgements(self):
+        traffic = Traffic()
+        traffic.subscribing({1})
+        for reply in ('{"error": {"code": 2, "msg": "Invalid request"}, "id": 1}',
+                      '{"code": 4, "msg": "Too many subscriptions", "id": 1}',
+                      '{"id": 1}', '{"result": ["x"], "id": 1}', 'not json'):
+            with self.subTest(reply=reply):
+                self.assertFalse(traffic.control(reply, "ws://x"))
+                self.assertTrue(traffic.unacknowledged)
+        self.assertTrue(traffic.control('{"result": null, "id": 1}', "ws://x"))
+        self.assertFalse(traffic.unacknowledged)

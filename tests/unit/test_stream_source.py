@@ -58,7 +58,9 @@ class StreamBooksTest(unittest.TestCase):
         self.addCleanup(self.pool.shutdown)
         self.changed = threading.Event()
         self.books = StreamBooks(self.client, self.pool, 1000, on_change=self.changed.set)
+        self.addCleanup(self.books.schedule.stop)
         self.streams = self.books.track(["BTCUSDT"])
+        self.books.on_connect()  # subscribing: events buffer, no snapshot yet
 
     def feed(self, data: str) -> None:
         """Deliver `data` on the tracked symbol's depth stream."""
@@ -69,9 +71,11 @@ class StreamBooksTest(unittest.TestCase):
         self.assertEqual(depth_stream("ETHBTC"), "ethbtc@depth@100ms")
         self.assertEqual(stream_type("btcusdt@depth@100ms"), "depth@100ms")
 
-    def test_first_event_fetches_a_snapshot_and_syncs(self):
-        self.assertEqual(synced(self.books, 10), {})
+    def test_a_snapshot_waits_for_the_subscription_then_syncs(self):
         self.feed(event("BTCUSDT", 9, 11, bids=[("99", "3")]))
+        self.assertEqual(synced(self.books, 10), {})
+        self.assertEqual(self.books.schedule.pending(), {})  # not before every SUBSCRIBE is acked
+        self.books.on_live()
         wait_until(lambda: synced(self.books, 10), timeout=5)
         book = synced(self.books, 10)["BTCUSDT"]
         self.assertEqual(book.bids[0], (D("99"), D("3")))
@@ -80,6 +84,7 @@ class StreamBooksTest(unittest.TestCase):
         self.assertTrue(self.changed.is_set())
 
     def test_gap_resyncs_and_counts(self):
+        self.books.on_live()
         self.feed(event("BTCUSDT", 9, 11))
         wait_until(lambda: synced(self.books, 10), timeout=5)
         self.feed(event("BTCUSDT", 14, 15))  # 12 and 13 are missing
@@ -91,11 +96,13 @@ class StreamBooksTest(unittest.TestCase):
 
     def test_failed_snapshot_is_retried(self):
         self.client.fail = BinanceError("down", kind=rest.SERVER)
+        self.books.on_live()
         self.feed(event("BTCUSDT", 9, 11))
         wait_until(lambda: synced(self.books, 10), timeout=5)
         self.assertEqual(self.client.calls, ["BTCUSDT", "BTCUSDT"])
 
     def test_reconnect_resets_synced_books(self):
+        self.books.on_live()
         self.feed(event("BTCUSDT", 9, 11))
         wait_until(lambda: synced(self.books, 10), timeout=5)
         self.books.on_connect()
@@ -126,9 +133,11 @@ class ConnectionTest(unittest.TestCase):
         self.books = StreamBooks(self.client, self.pool, 1000, on_change=self.changed.set)
         self.addCleanup(self.books.schedule.stop)
         self.streams = self.books.track(["BTCUSDT", "ETHBTC"])
+        self.books.on_connect()
 
     def sync(self, symbol: str) -> None:
-        """An event, then its snapshot: the book follows the stream."""
+        """Subscribed, an event, then its snapshot: the book follows the stream."""
+        self.books.on_live([depth_stream(symbol)])
         self.books.on_data(depth_stream(symbol), event(symbol, 9, 11))
         wait_until(lambda: symbol in synced(self.books, 1), timeout=5)
 
@@ -143,19 +152,30 @@ class ConnectionTest(unittest.TestCase):
         self.assertEqual(self.books.stats()[1], {"BTCUSDT": 1})
 
     def test_a_snapshot_asked_for_a_lost_connection_is_dropped(self):
-        self.books.on_connect([depth_stream("BTCUSDT")])
+        self.books.on_live([depth_stream("BTCUSDT")])
         self.assertIn("BTCUSDT", self.books.schedule.pending())
         self.books.on_disconnect([depth_stream("BTCUSDT")])
         self.assertEqual(self.books.schedule.pending(), {})  # the planned fetch is forgotten
-        self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 9, 11))
-        self.books._fetch_depth("BTCUSDT", 0)  # pylint: disable=protected-access
-        self.assertEqual(synced(self.books, 1), {})  # an answer of epoch 0 is not used
+        self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 9, 11))  # a late event
+        self.books.snapshots._fetch("BTCUSDT", 1)  # pylint: disable=protected-access
+        self.assertEqual(synced(self.books, 1), {})  # no book without its connection
         self.assertEqual(self.client.calls, [])
 
+    def test_a_failed_snapshot_is_not_retried_for_a_lost_connection(self):
+        self.client.fail = BinanceError("down", kind=rest.SERVER)
+        epoch = self.books._epoch_of("BTCUSDT")  # pylint: disable=protected-access
+        self.books.on_disconnect([depth_stream("BTCUSDT")])
+        self.books.snapshots._again("BTCUSDT", epoch, 0.0)  # pylint: disable=protected-access
+        self.assertEqual(self.books.schedule.pending(), {})
+        self.books.on_connect([depth_stream("BTCUSDT")])
+        self.books.snapshots._fetch("BTCUSDT", epoch)  # pylint: disable=protected-access
+        self.assertEqual(self.client.calls, [])  # planned for the lost connection
+
     def test_one_snapshot_per_book_per_connect(self):
-        self.books.on_connect()
-        # Events that arrive before the planned snapshot do not ask for another.
+        # Events that arrive before the subscriptions are acknowledged, or
+        # before the planned snapshot, do not ask for another.
         self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 9, 11))
+        self.books.on_live()
         self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 12, 12))
         wait_until(lambda: set(synced(self.books, 1)) == {"BTCUSDT", "ETHBTC"}, timeout=5)
         self.assertEqual(sorted(self.client.calls), ["BTCUSDT", "ETHBTC"])

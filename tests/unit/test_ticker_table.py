@@ -11,6 +11,7 @@ import msgspec
 from binance_exporter.binance.payloads import PayloadError, parse_tickers_24h_timed
 from binance_exporter.market.types import Ticker24h
 from binance_exporter.sources.ticker_table import (
+    SEED_GRACE,
     TICKER_STREAM,
     TIMING_TOLERANCE_MS,
     TickerTable,
@@ -58,7 +59,9 @@ class SeedAndPushTest(unittest.TestCase):
         self.table = TickerTable(clock=lambda: T0 / 1000)
         self.table.seed(SEED)
 
-    def test_seed_fills_the_table_and_makes_it_complete(self):
+    def test_seed_fills_the_table_and_makes_it_complete_once_the_stream_is_live(self):
+        self.assertFalse(self.table.complete)  # no stream yet: pushes are not arriving
+        self.table.on_live([TICKER_STREAM])
         self.assertTrue(self.table.complete)
         self.assertEqual(self.table.tickers()["BTCUSDT"],
                          Ticker24h("BTCUSDT", D("100"), D("6000000"), 1000))
@@ -275,6 +278,7 @@ class RepairTest(unittest.TestCase):
 
     def test_repair_of_a_table_never_seeded_is_a_seed(self):
         table = TickerTable()
+        table.on_live()
         self.assertEqual(table.repair(SEED), 0)
         self.assertEqual(table.repairs(), 0)
         self.assertTrue(table.complete)
@@ -282,61 +286,66 @@ class RepairTest(unittest.TestCase):
         self.assertEqual(table.repair(self.answer(T0 + 60_000, BNBBTC=("1", "1", 1))), 1)
 
     def test_a_refused_answer_leaves_the_table_alone(self):
-        self.table.on_disconnect()
-        self.table.on_connect()
         bad = self.answer(T0 + 60_000, ETHUSDT=("-1", "1", 1))
         for merge in (self.table.seed, self.table.repair):
             with self.subTest(merge=merge.__name__), self.assertRaises(PayloadError):
                 merge(bad)
             self.assertEqual(self.table.tickers()["ETHUSDT"].trades, 2000)
-            self.assertFalse(self.table.complete)
 
 
 class CompletenessTest(unittest.TestCase):
-    """Complete means: a full answer merged, and no connection lost since."""
+    """Complete means: the stream is live, and a full answer came since, or just before."""
 
     def setUp(self) -> None:
-        self.table = TickerTable()
+        self.now = [1000.0]
+        self.table = TickerTable(clock=lambda: self.now[0])
         self.table.seed(SEED)
 
-    def test_a_disconnect_makes_the_table_incomplete_until_a_seed(self):
-        self.table.on_disconnect([TICKER_STREAM])
-        self.assertFalse(self.table.complete)
+    def test_the_start_up_answer_serves_the_first_subscription(self):
+        self.now[0] += 2  # connecting and subscribing
         self.table.on_connect([TICKER_STREAM])
-        self.assertFalse(self.table.complete)
-        self.table.seed(SEED)
+        self.assertFalse(self.table.complete)  # not acknowledged yet
+        self.table.on_live(["btcusdt@depth@100ms", TICKER_STREAM])
         self.assertTrue(self.table.complete)
 
-    def test_a_repair_also_completes_the_table(self):
-        self.table.on_disconnect()
-        self.table.on_connect()
-        self.assertFalse(self.table.complete)
+    def test_a_stream_that_never_comes_up_leaves_it_incomplete(self):
         self.table.repair(SEED)
-        self.assertTrue(self.table.complete)
-
-    def test_the_first_connection_keeps_a_seeded_table_complete(self):
-        self.table.on_connect(["btcusdt@depth@100ms", TICKER_STREAM])
-        self.assertTrue(self.table.complete)
-        self.table.on_disconnect([TICKER_STREAM])
-        self.table.on_connect([TICKER_STREAM])
         self.assertFalse(self.table.complete)
 
-    def test_an_answer_merged_while_the_stream_is_down_leaves_it_incomplete(self):
-        self.table.on_disconnect()
+    def test_a_drop_makes_it_incomplete_until_an_answer_after_the_reconnect(self):
+        self.table.on_live([TICKER_STREAM])
+        self.table.on_disconnect([TICKER_STREAM])
+        self.assertFalse(self.table.complete)
+        self.table.seed(SEED)  # during the outage
+        self.now[0] += 60  # the reconnect comes a minute later
+        self.table.on_live([TICKER_STREAM])
+        self.assertFalse(self.table.complete)  # pushes of that minute may be lost
         for merge in (self.table.seed, self.table.repair):
             with self.subTest(merge=merge.__name__):
                 merge(SEED)
-                self.assertFalse(self.table.complete)
+                self.assertTrue(self.table.complete)
+
+    def test_an_answer_just_before_the_reconnect_serves(self):
+        self.table.on_live([TICKER_STREAM])
+        self.table.on_disconnect([TICKER_STREAM])
+        self.now[0] += 60
+        self.table.seed(SEED)
+        self.now[0] += SEED_GRACE - 1
+        self.table.on_live([TICKER_STREAM])
+        self.assertTrue(self.table.complete)
 
     def test_pushes_do_not_complete_the_table(self):
+        self.table.on_live([TICKER_STREAM])
         self.table.on_disconnect()
-        self.table.on_connect()
+        self.now[0] += 60
+        self.table.on_live()
         self.table.on_data(TICKER_STREAM, message(push("BTCUSDT", "1", "1", 1, T0 + 1000)))
         self.assertFalse(self.table.complete)
 
     def test_connections_without_the_ticker_stream_change_nothing(self):
+        self.table.on_live([TICKER_STREAM])
         self.table.on_disconnect(["btcusdt@depth@100ms"])
-        self.table.on_connect(["btcusdt@depth@100ms"])
+        self.table.on_live(["btcusdt@depth@100ms"])
         self.assertTrue(self.table.complete)
 
 
