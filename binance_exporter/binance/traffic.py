@@ -64,7 +64,9 @@ class Traffic:
         self._messages: Counter[str] = Counter()
         self._kinds: dict[str, str] = {}  # stream name -> stream type, worked out once
         self._last_message: float | None = None  # Unix time
-        self._pending: set[int] = set()  # SUBSCRIBE ids not yet acknowledged
+        # Control messages not yet acknowledged: id -> the streams a SUBSCRIBE
+        # adds (none for an UNSUBSCRIBE).
+        self._pending: dict[int, list[str]] = {}
         self.live = False
         self._live_since: float | None = None  # monotonic time the connection became live
         self.last_seen = time.monotonic()  # of the last valid message
@@ -74,27 +76,32 @@ class Traffic:
         """True while a SUBSCRIBE of this connection awaits its reply."""
         return bool(self._pending)
 
-    def subscribing(self, ids: set[int]) -> None:
-        """A new connection is about to send SUBSCRIBEs with these ids."""
+    def subscribing(self, batches: dict[int, list[str]]) -> None:
+        """A new connection is about to send these SUBSCRIBEs (id -> streams)."""
         with self._lock:
-            self._pending = set(ids)
+            self._pending = dict(batches)
             self.live = False
             self._live_since = None
         self.last_seen = time.monotonic()
 
-    def acknowledged(self, reply_id: int) -> bool | None:
-        """A reply `{"result": null, "id": reply_id}`: True when the connection is now live,
-        False when more replies are awaited, None when no SUBSCRIBE had that id."""
+    def expect(self, batches: dict[int, list[str]]) -> None:
+        """A live connection is about to send more control messages (id -> streams added)."""
+        with self._lock:
+            self._pending.update(batches)
+            self.live = False
+
+    def acknowledged(self, reply_id: int) -> list[str] | None:
+        """A reply `{"result": null, "id": reply_id}`: the streams it subscribed, or None
+        when no control message had that id. The connection is live once none is pending."""
         with self._lock:
             if reply_id not in self._pending:
                 return None
-            self._pending.discard(reply_id)
+            streams = self._pending.pop(reply_id)
             self.live = not self._pending
-            live = self.live
-            if live:
+            if self.live and self._live_since is None:
                 self._live_since = time.monotonic()
         self.last_seen = time.monotonic()
-        return live
+        return streams
 
     def data(self, stream: str) -> None:
         """A valid message of `stream`."""
@@ -106,27 +113,28 @@ class Traffic:
             self._messages[kind] += 1
             self._last_message = self._wall_clock()
 
-    def control(self, text: str, url: str) -> bool:
-        """A message that is not {stream, data}: a SUBSCRIBE reply, or junk.
+    def control(self, text: str, url: str) -> list[str]:
+        """A message that is not {stream, data}: a reply to a control message, or junk.
 
-        True when this reply made the connection live.
+        Returns the streams this reply acknowledged a SUBSCRIBE of (often none).
         """
         try:
             reply = _REPLY.decode(text)
         except (msgspec.ValidationError, msgspec.DecodeError):
             LOG.debug("ignored a stream message that is neither data nor a reply: %.200s", text)
-            return False
+            return []
         if reply.error is not msgspec.UNSET or reply.code is not msgspec.UNSET:
             # The subscription was refused: the connection never counts as
             # live, and is rebuilt when the acknowledgement is overdue.
             LOG.error("Binance refused a stream request on %s: %.200s", url, text)
-            return False
-        live = self.acknowledged(reply.id) if reply.result is None else None
-        if live is None:
+            return []
+        streams = self.acknowledged(reply.id) if reply.result is None else None
+        if streams is None:
             LOG.warning("unexpected reply on the stream connection: %.200s", text)
-        elif live:
+            return []
+        if self.live:
             LOG.info("stream subscriptions acknowledged on %s", url)
-        return bool(live)
+        return streams
 
     def live_for(self) -> float:
         """Seconds the connection has been live (0 when it is not)."""
@@ -137,7 +145,7 @@ class Traffic:
         """The connection is gone: not live, nothing awaited."""
         with self._lock:
             self.live = False
-            self._pending = set()
+            self._pending = {}
             self._live_since = None
 
     def stats(self, reconnects: int) -> StreamStats:

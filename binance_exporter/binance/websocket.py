@@ -10,14 +10,16 @@ the watchdog, the 24 h connection age), tear down with a bounded wait,
 back off with jitter, and create again. Every (re)connection is announced
 through `on_connect`, before subscribing, so the caller can start its order
 books over; every loss through `on_disconnect`, at once, so the caller stops
-presenting their data as live.
+presenting their data as live. `update` changes the streams of a live
+connection with UNSUBSCRIBE and SUBSCRIBE, without reconnecting: the same
+callbacks then name only the streams that left or came.
 
 A connection counts as live (`connected`) only once Binance has acknowledged
 every SUBSCRIBE, and stays so only while valid messages arrive: junk frames
 do not reset the silence watchdog. Reconnects back off exponentially with
 jitter; a connection that drops at once backs off further each time.
-`on_live` announces the moment every SUBSCRIBE is acknowledged, from which
-no change of a subscribed stream can be missed. The attempts of all the
+`on_live` announces each acknowledged SUBSCRIBE with its streams, from which
+no change of those streams can be missed. The attempts of all the
 connections of one exporter share one `ConnectionAttempts`, so even a storm
 stays within Binance's 300 per 5 minutes per IP.
 """
@@ -34,16 +36,12 @@ import msgspec
 from binance.websocket.spot.websocket_stream import SpotWebsocketStreamClient
 
 from binance_exporter.binance.backoff import retry_delay
+from binance_exporter.binance.subscriptions import Subscriptions
 from binance_exporter.binance.traffic import StreamStats, Traffic
 
 LOG = logging.getLogger(__name__)
 
-MAX_STREAMS_PER_CONNECTION = 1024  # Binance's documented limit
 MAX_CONNECTION_AGE = 23.5 * 3600.0  # Binance closes at 24 h; leave on our own terms first
-SUBSCRIBE_BATCH = 200  # streams per SUBSCRIBE message
-# Seconds between control messages. Binance allows 5 incoming messages per
-# second, pongs included: at most 3 SUBSCRIBEs fall in any 1 s window.
-SUBSCRIBE_GAP = 0.35
 ACK_TIMEOUT = 10.0  # seconds for every SUBSCRIBE to be acknowledged before giving up
 STABLE_CONNECTION = 10.0  # seconds live after which a drop starts the back-off over
 # Binance allows 300 connection attempts per 5 minutes per IP; keep a margin
@@ -121,25 +119,22 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         url: str,
         streams: list[str],
         on_data: Callable[[str, msgspec.Raw], None],
-        on_connect: Callable[[], None] = lambda: None,
+        on_connect: Callable[[list[str]], None] = lambda streams: None,
         watchdog: float = 30.0,
         client_factory: Callable[..., Any] = _DaemonStreamClient,
         wall_clock: Callable[[], float] = time.time,
         *,
         on_raw: Callable[[str], None] | None = None,
-        on_disconnect: Callable[[], None] = lambda: None,
-        on_live: Callable[[], None] = lambda: None,
+        on_disconnect: Callable[[list[str]], None] = lambda streams: None,
+        on_live: Callable[[list[str]], None] = lambda streams: None,
         backoff: Callable[[int], float] = retry_delay,
         attempts: ConnectionAttempts | None = None,
     ) -> None:
-        if len(streams) > MAX_STREAMS_PER_CONNECTION:
-            raise ValueError(f"at most {MAX_STREAMS_PER_CONNECTION} streams per connection")
         self.url = url
-        self.streams = list(streams)
         self.on_data = on_data
-        self.on_connect = on_connect
-        self.on_disconnect = on_disconnect  # the streams' data is no longer live
-        self.on_live = on_live  # every SUBSCRIBE acknowledged (reader thread)
+        # Each with the streams concerned: about to subscribe, no longer
+        # live, acknowledged (the last on the reader thread).
+        self.on_connect, self.on_disconnect, self.on_live = on_connect, on_disconnect, on_live
         self.on_raw = on_raw  # sees every text frame first (`--record`)
         self.watchdog = watchdog
         self._backoff = backoff  # failures in a row -> seconds before the next attempt
@@ -150,7 +145,7 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         self._dead = threading.Event()
         self._reconnects = 0
         self._thread: threading.Thread | None = None
-        self._wanted = frozenset(self.streams)
+        self.subscriptions = Subscriptions(streams, self._traffic, self._stop)
 
     # Lifecycle --------------------------------------------------------------
 
@@ -213,27 +208,30 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         if self._stop.is_set():  # stopped while connecting: this connection is not wanted
             _quiet_stop(client)
             return None
+        subscriptions = self.subscriptions
+        streams = subscriptions.fresh()
         # Before subscribing: the books start over, so no event of the new
         # connection can reach a book that the reset would then throw away.
-        self.on_connect()
+        self.on_connect(streams)
         try:
-            batches = range(0, len(self.streams), SUBSCRIBE_BATCH)
-            self._traffic.subscribing({start + 1 for start in batches})
-            for start in batches:
-                if start:
-                    time.sleep(SUBSCRIBE_GAP)
-                client.subscribe(self.streams[start:start + SUBSCRIBE_BATCH], id=start + 1)
+            subscriptions.send(client, "SUBSCRIBE", streams, fresh=True)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             LOG.warning("subscribing on %s failed: %s", self.url, exc)
             self._teardown(client)
             return None
         LOG.info("stream connected to %s (%d streams); waiting for the subscriptions",
-                 self.url, len(self.streams))
+                 self.url, len(streams))
         return client
 
     def _watch(self, client: Any) -> None:
         opened = time.monotonic()
         while not self._stop.is_set():
+            if self.subscriptions.changed:
+                try:
+                    self.subscriptions.apply(client, self.on_connect, self.on_disconnect)
+                except Exception as exc:  # pylint: disable=broad-exception-caught
+                    LOG.warning("changing the subscriptions on %s failed: %s", self.url, exc)
+                    return
             if self._dead.wait(0.2):
                 if not self._stop.is_set():  # stop() sets both; that is no loss
                     LOG.warning("stream connection lost; reconnecting")
@@ -246,7 +244,8 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
                 LOG.warning("no valid stream message for %.0f s; reconnecting",
                             now - self._traffic.last_seen)
                 return
-            if self._traffic.unacknowledged and now - opened > ACK_TIMEOUT:
+            asked = max(opened, self.subscriptions.control_at)
+            if self._traffic.unacknowledged and now - asked > ACK_TIMEOUT:
                 LOG.warning("subscriptions not acknowledged within %.0f s; reconnecting",
                             ACK_TIMEOUT)
                 return
@@ -256,7 +255,7 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
 
     def _teardown(self, client: Any) -> None:
         self._traffic.lost()
-        self.on_disconnect()
+        self.on_disconnect(self.subscriptions.current)
         # stop() sends a close frame and joins the reader without a timeout;
         # run it aside and give up on it after a bound, closing the socket.
         stopper = threading.Thread(target=_quiet_stop, args=(client,), daemon=True)
@@ -284,11 +283,12 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
         try:
             message = _ENVELOPE.decode(text)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            if self._traffic.control(text, self.url):
-                self.on_live()
+            acknowledged = self._traffic.control(text, self.url)
+            if acknowledged:
+                self.on_live(acknowledged)
             return
         stream = message.stream
-        if stream not in self._wanted and not stream.startswith("!"):
+        if stream not in self.subscriptions.wanted and not stream.startswith("!"):
             LOG.debug("ignored data of a stream not subscribed here: %.100s", stream)
             return
         self._traffic.data(stream)

@@ -7,10 +7,9 @@ streams (`StreamTrades`), the 24 h ticker table (`TickerTable`), the REST
 worker pool they share, and the `--record` file, opened first so a path
 that cannot be written raises OSError before anything starts.
 
-Streams are listed for the connections in a fixed order: the ticker array,
-then every best-quote stream, sorted, then the depth and trade streams of the
-ranked symbols. The first connections thus carry what rarely changes, and a
-new ranking replaces only the last connection.
+A stream stays on the connection that carries it (`StreamFeed`): a new
+ranking unsubscribes the few depth and trade streams it drops and subscribes
+those it adds, and reconnects nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from typing import Callable, Sequence
 
 import msgspec
@@ -38,7 +38,10 @@ from binance_exporter.sources.stream_trades import AGG_TRADE_STREAM, StreamTrade
 from binance_exporter.sources.ticker_table import TICKER_STREAM, TickerTable
 
 LOG = logging.getLogger(__name__)
-FILL_DELAY = 0.5  # seconds: connections that come up together share one REST fill
+# Seconds without a new acknowledgement before the REST fill of best quotes:
+# more than the gap between SUBSCRIBEs, so the connections that come up
+# together, batch after batch, share one request.
+FILL_QUIET = 0.5
 
 
 class StreamSource:  # pylint: disable=too-many-instance-attributes
@@ -70,6 +73,7 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         self.follow_trades = follow_trades
         self._fill_lock = threading.Lock()
         self._fill_planned = False  # a REST fill of best quotes is on its way
+        self._live_at = 0.0  # monotonic time of the latest acknowledgement
         self._stopped = threading.Event()
         self.connections = StreamFeed(url, self._on_data, self._on_connect, watchdog=silence,
                                       on_raw=recorder.message if recorder else None,
@@ -118,6 +122,7 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         self.local.on_live(streams)
         self.tickers.on_live(streams)
         with self._fill_lock:
+            self._live_at = time.monotonic()
             if not self.quotes.on_live(streams) or self._fill_planned:
                 return
             self._fill_planned = True
@@ -133,10 +138,16 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         connection live from then on plans a fill of its own.
         """
         failures = 0
-        while not self._stopped.wait(FILL_DELAY if not failures else retry_delay(failures)):
+        while not self._stopped.wait(retry_delay(failures) if failures else 0.0):
             with self._fill_lock:
-                self._fill_planned = False
+                quiet = self._live_at + FILL_QUIET - time.monotonic()
+                if quiet <= 0:
+                    self._fill_planned = False
                 waiting = self.quotes.waiting()
+            if quiet > 0:  # more acknowledgements are arriving: wait for them
+                if self._stopped.wait(quiet):
+                    return
+                continue
             try:
                 filled = self.quotes.fill(seed_events(self.client.book_tickers(None)), waiting)
             except (BinanceError, PayloadError) as exc:

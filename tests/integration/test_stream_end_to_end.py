@@ -71,9 +71,17 @@ class StreamModeTest(unittest.TestCase):
         paths = {r.path for r in self.rest.requests}
         self.assertNotIn("/api/v3/ticker/bookTicker", paths)
         self.assertNotIn("/api/v3/depth", paths)
-        samples = self.exporter.scrape()
         bids, asks = self.market.book("ETHBTC")
         notional = sum((p * q for p, q in bids[:200]), Decimal(0))
+
+        def book_followed():
+            # The spreads come from bookTicker streams; the book's diff event
+            # may land a moment after them.
+            now = self.exporter.scrape()
+            value = sample(now, "binance_order_book_notional", symbol="ETHBTC", side="bid")
+            return now if value is not None and abs(value - float(notional)) < 1e-9 else None
+
+        samples = wait_until(book_followed, timeout=5)
         self.assertAlmostEqual(sample(samples, "binance_order_book_notional", symbol="ETHBTC",
                                       side="bid"), float(notional))
         vwap_bid = notional / sum((q for _p, q in bids[:200]), Decimal(0))

@@ -100,6 +100,7 @@ class FakeClient:
             raise ConnectionRefusedError("refused")
         self.kwargs = kwargs
         self.subscribed: list[list[str]] = []
+        self.unsubscribed: list[list[str]] = []
         self.socket_manager = FakeManager()
         self.stopped = False
         FakeClient.instances.append(self)
@@ -109,6 +110,11 @@ class FakeClient:
         self.subscribed.append(list(streams))
         if not FakeClient.silent:
             self.push({"result": None, "id": id})
+
+    def unsubscribe(self, streams, id=None):  # pylint: disable=redefined-builtin
+        """Record an UNSUBSCRIBE and acknowledge it."""
+        self.unsubscribed.append(list(streams))
+        self.push({"result": None, "id": id})
 
     def stop(self):
         """Record the stop."""
@@ -130,7 +136,7 @@ class SupervisorTest(unittest.TestCase):
 
     def supervisor(self, watchdog: float = 5.0) -> StreamSupervisor:
         """A started supervisor over FakeClient, stopped at cleanup."""
-        def on_connect():
+        def on_connect(_streams):
             self.connects += 1
 
         supervisor = StreamSupervisor("ws://127.0.0.1:1", ["btcusdt@depth@100ms"],
@@ -182,7 +188,8 @@ class SupervisorTest(unittest.TestCase):
         disconnects: list[int] = []
         supervisor = StreamSupervisor("ws://127.0.0.1:1", ["btcusdt@depth@100ms"],
                                       lambda s, d: None, watchdog=0.5, client_factory=FakeClient,
-                                      backoff=QUICK, on_disconnect=lambda: disconnects.append(1))
+                                      backoff=QUICK,
+                                      on_disconnect=lambda streams: disconnects.append(1))
         supervisor.start()
         self.addCleanup(supervisor.stop)
         wait_until(lambda: supervisor.stats().connected, timeout=5)
@@ -263,12 +270,24 @@ class FeedTest(unittest.TestCase):
         feed.track(list(reversed(streams)))  # same set: nothing happens
         time.sleep(0.2)
         self.assertEqual(len(FakeClient.instances), 2)
-        FakeClient.instances[0].push({"stream": "s1@depth@100ms", "data": {}})
-        feed.track(streams[:10])
-        wait_until(lambda: len(FakeClient.instances) == 3, timeout=5)
+        first = next(c for c in FakeClient.instances
+                     if sum(len(s) for s in c.subscribed) == 1024)
+        first.push({"stream": "s1@depth@100ms", "data": {}})
+        # Fewer streams: the connection that carries them drops the rest with
+        # UNSUBSCRIBE, without reconnecting, and the other one closes.
+        kept = first.subscribed[0][:10]
+        feed.track(kept)
+        wait_until(lambda: sum(len(u) for u in first.unsubscribed) == 1014, timeout=5)
+        self.assertEqual(len(FakeClient.instances), 2)
+        self.assertFalse(first.stopped)
+        self.assertTrue(all(len(u) <= 200 for u in first.unsubscribed))
         stats = feed.stats()
-        self.assertEqual(stats.messages, {"depth@100ms": 1})  # kept from the old connection
+        self.assertEqual(stats.messages, {"depth@100ms": 1})
         wait_until(lambda: feed.stats().connected, timeout=5)
+        # New streams join the open connection while it has room.
+        feed.track(kept + ["x@bookTicker"])
+        wait_until(lambda: ["x@bookTicker"] in first.subscribed, timeout=5)
+        self.assertEqual(len(FakeClient.instances), 2)
 
 
 if __name__ == "__main__":

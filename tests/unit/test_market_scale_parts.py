@@ -251,42 +251,61 @@ class AttemptsTest(unittest.TestCase):
 
 
 class FeedPartsTest(unittest.TestCase):
-    """A changed stream list replaces only the connections whose part changed."""
+    """A changed stream list moves as few streams as it can, and reconnects nothing."""
 
-    def test_only_the_changed_part_reconnects(self):
-        started: list[list[str]] = []
-        stopped: list[list[str]] = []
+    def test_streams_stay_where_they_are(self):
+        started: list["Part"] = []
+
+        class Subs:
+            """The stand-in connection's subscriptions."""
+
+            def __init__(self, streams: list[str]) -> None:
+                self.streams = list(streams)
+                self.updates = 0
+
+            def target(self) -> list[str]:
+                """What it carries."""
+                return list(self.streams)
+
+            def update(self, streams: list[str]) -> None:
+                """Carry these from now on."""
+                self.streams = list(streams)
+                self.updates += 1
 
         class Part:
             """A stand-in supervisor."""
 
             def __init__(self, _url, streams, *_args, **_kwargs) -> None:
-                self.streams = list(streams)
+                self.subscriptions = Subs(streams)
+                self.stopped = False
 
             def start(self) -> None:
-                """Note the part."""
-                started.append(self.streams)
+                """Note the connection."""
+                started.append(self)
 
             def stop(self) -> None:
-                """Note the part."""
-                stopped.append(self.streams)
+                """Note the close."""
+                self.stopped = True
 
             def stats(self) -> StreamStats:
                 """Always connected."""
                 return StreamStats(True, 0, {}, None)
 
         feed = StreamFeed("ws://x", lambda s, d: None, lambda s: None, supervisor_factory=Part)
-        stable = [book_ticker_stream(f"S{i}USDT") for i in range(1100)]
-        feed.track(stable + ["ethbtc@depth@100ms"])
-        self.assertEqual([len(p) for p in started], [1024, 77])
-        feed.track(stable + ["bnbbtc@depth@100ms"])  # a new ranking
-        self.assertEqual([len(p) for p in started], [1024, 77, 77])
-        self.assertEqual(stopped, [started[1]])
+        quotes = [book_ticker_stream(f"S{i}USDT") for i in range(1100)]
+        feed.track(quotes + ["ethbtc@depth@100ms"])
+        self.assertEqual([len(p.subscriptions.streams) for p in started], [1024, 77])
+        feed.track(quotes + ["bnbbtc@depth@100ms"])  # a new ranking: one stream out, one in
+        self.assertEqual(len(started), 2)
+        self.assertEqual(started[1].subscriptions.streams[-1], "bnbbtc@depth@100ms")
+        self.assertEqual([p.subscriptions.updates for p in started], [0, 1])
+        feed.track(quotes[:1000])  # the second connection is left with nothing: it closes
+        self.assertTrue(started[1].stopped)
+        self.assertEqual(len(started[0].subscriptions.streams), 1000)
+        feed.track(quotes[:1000] + [f"x{i}@bookTicker" for i in range(30)])
+        self.assertEqual(len(started), 3)  # 24 fit in the first, 6 open a new one
+        self.assertEqual(len(started[2].subscriptions.streams), 6)
         self.assertTrue(feed.stats().connected)
-
-
-if __name__ == "__main__":
-    unittest.main()
 
 
 class ReplyTest(unittest.TestCase):
@@ -294,12 +313,21 @@ class ReplyTest(unittest.TestCase):
 
     def test_refusals_and_odd_replies_are_not_acknowledgements(self):
         traffic = Traffic()
-        traffic.subscribing({1})
+        traffic.subscribing({1: ["a@bookTicker"], 2: ["b@bookTicker"]})
         for reply in ('{"error": {"code": 2, "msg": "Invalid request"}, "id": 1}',
                       '{"code": 4, "msg": "Too many subscriptions", "id": 1}',
                       '{"id": 1}', '{"result": ["x"], "id": 1}', 'not json'):
             with self.subTest(reply=reply):
-                self.assertFalse(traffic.control(reply, "ws://x"))
+                self.assertEqual(traffic.control(reply, "ws://x"), [])
                 self.assertTrue(traffic.unacknowledged)
-        self.assertTrue(traffic.control('{"result": null, "id": 1}', "ws://x"))
-        self.assertFalse(traffic.unacknowledged)
+        # Each acknowledgement names its own streams; live once none is pending.
+        self.assertEqual(traffic.control('{"result": null, "id": 1}', "ws://x"), ["a@bookTicker"])
+        self.assertFalse(traffic.live)
+        self.assertEqual(traffic.control('{"result": null, "id": 2}', "ws://x"), ["b@bookTicker"])
+        self.assertTrue(traffic.live)
+        # More streams on the live connection: not live until they are acknowledged too.
+        traffic.expect({3: ["c@bookTicker"], 4: []})
+        self.assertFalse(traffic.live)
+        self.assertEqual(traffic.control('{"result": null, "id": 4}', "ws://x"), [])
+        self.assertEqual(traffic.control('{"result": null, "id": 3}', "ws://x"), ["c@bookTicker"])
+        self.assertTrue(traffic.live)
