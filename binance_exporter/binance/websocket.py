@@ -44,6 +44,7 @@ LOG = logging.getLogger(__name__)
 MAX_CONNECTION_AGE = 23.5 * 3600.0  # Binance closes at 24 h; leave on our own terms first
 ACK_TIMEOUT = 10.0  # seconds for every SUBSCRIBE to be acknowledged before giving up
 STABLE_CONNECTION = 10.0  # seconds live after which a drop starts the back-off over
+SHUTDOWN_STREAM = "!serverShutdown"  # sent unasked before a server goes down
 # Binance allows 300 connection attempts per 5 minutes per IP; keep a margin
 # for other clients on the same address.
 MAX_ATTEMPTS = 250
@@ -288,11 +289,12 @@ class StreamSupervisor:  # pylint: disable=too-many-instance-attributes
                 self.on_live(acknowledged)
             return
         stream = message.stream
-        if stream not in self.subscriptions.wanted and not stream.startswith("!"):
+        if stream not in self.subscriptions.wanted and stream != SHUTDOWN_STREAM:
+            # Nor counted: a stream name is a label, bounded by what was subscribed.
             LOG.debug("ignored data of a stream not subscribed here: %.100s", stream)
             return
         self._traffic.data(stream)
-        if stream.startswith("!") and _is_shutdown(message.data):
+        if stream == SHUTDOWN_STREAM and _is_shutdown(message.data):
             LOG.info("Binance announced a server shutdown; reconnecting")
             self._dead.set()
             return

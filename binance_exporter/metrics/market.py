@@ -49,21 +49,21 @@ NOTIONAL_REFERENCE = gauge(
 REFERENCE_PRICE = gauge(
     "binance_reference_price",
     "Reference-asset units (--reference-asset, default USDT) per unit of `asset`, from the "
-    "mid of the converting books in GET /api/v3/ticker/bookTicker: a direct pair, the "
+    "mid of the converting books' best quotes (REST ticker/bookTicker, or the bookTicker "
+    "streams in stream mode): a direct pair, the "
     "inverse of a pair quoted in `asset`, or one hop via BTC; 1 for the reference itself. "
     + CACHED,
     "asset",
 )
 SPREAD = gauge(
     "binance_spread",
-    "Best ask minus best bid, in the quote asset, from GET /api/v3/ticker/bookTicker "
-    "(askPrice - bidPrice). " + CACHED,
+    "Best ask minus best bid, in the quote asset, from REST ticker/bookTicker, or the "
+    "bookTicker stream in stream mode. " + CACHED,
     "symbol",
 )
 SPREAD_RATIO = gauge(
     "binance_spread_ratio",
-    "Spread divided by the mid price (askPrice + bidPrice) / 2, from GET "
-    "/api/v3/ticker/bookTicker. " + CACHED,
+    "Spread divided by the mid price (ask + bid) / 2, from the same best quotes. " + CACHED,
     "symbol",
 )
 SPREAD_DELTA = gauge(

@@ -58,7 +58,7 @@ GAP_FILLS = counter(
 TRADES_MISSED = counter(
     "binance_stream_trades_missed",
     "Aggregate trade ids given up on after a gap too long to fill: the trade counters are "
-    "short by that many aggregate trades.",
+    "short by at least that many trades.",
     "symbol",
 )
 

@@ -91,6 +91,7 @@ class StreamBooks:
             for symbol in set(self._books) - set(symbols):
                 del self._books[symbol]
                 self._open.discard(symbol)
+                self._resyncs.pop(symbol, None)  # its series leave the page with the book
             for symbol in symbols:
                 self._books.setdefault(symbol, LocalBook(symbol))
         return [depth_stream(s) for s in symbols]
