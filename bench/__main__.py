@@ -1,9 +1,9 @@
 """`python -m bench` (what `make bench` runs): the exporter's figures, ours against naive.
 
 Prints one table (figure, ours, floor, ours/floor, goal, met, naive,
-naive/ours) and the machine, and writes the same table into
-docs/benchmarks.md. About 3½ minutes with the defaults; `--minutes 10` runs
-a 10-minute memory figure.
+naive/ours) and the machine, then the market-scale table of stream mode
+(`bench.market_scale`), and writes both into docs/benchmarks.md. About 11
+minutes with the defaults; `--minutes 10` runs a 10-minute memory figure.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import crowd, report, scenarios, stream_follow
+from bench import crowd, market_scale, report, scenarios, stream_follow
 from bench.probes import percentile
 from bench.report import Row
 from tests.support import ROOT
@@ -305,17 +305,22 @@ def main(argv: list[str] | None = None) -> int:
     rows += _memory_rows(memory, imports, args.minutes, symbols)
     stream_rows, policy = _stream_rows()
     rows += stream_rows
+    scale = market_scale.run(say=_say)
+    scale_rows = market_scale.rows(scale)
     machine = report.machine()
     command = "python -m bench" + "".join(f" {shlex.quote(a)}"
                                                    for a in (argv or sys.argv[1:]))
     print(report.text_table(rows))
     print("\n" + policy)
+    print("\n" + report.text_table(scale_rows))
+    print("\nwhere the time goes at market scale:\n" + market_scale.where_the_time_goes(scale))
     print(f"\nmachine: {machine}; took {time.monotonic() - started:.0f} s; `{command}`")
-    for row in report.missed(rows):
+    for row in report.missed(rows + scale_rows):
         print(f"MISSED: {row.figure}: {row.cells()[1]} against {row.goal}")
     if not args.no_write:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(_markdown(rows, policy, machine, command, args),
+        args.output.write_text(_markdown(rows, policy, machine, command, args) + "\n"
+                               + market_scale.section(scale, machine, command),
                                encoding="utf-8")
         print(f"wrote {args.output}")
     return 0
@@ -331,11 +336,13 @@ another, depth at limit 5000, one `bookTicker?symbol=` request per symbol,
 prometheus_client's default registry rendered and gzipped on every scrape).
 The ratio naive/ours is what survives a noisy machine.
 
-Run it with `make bench` (about 7 minutes), or
+Run it with `make bench` (about 11 minutes), or
 `python -m bench --minutes 10` for a 10-minute memory figure; `--no-write` prints without rewriting this file, and
 `--exporter-module MODULE` benchmarks another build of the exporter (any
 module runnable as `python -m MODULE` with the exporter's options, e.g. a
 candidate on `PYTHONPATH`) against the same floors and the same naive run.
+`python -m bench.market_scale` (about 3½ minutes) runs and rewrites only the
+last section, stream mode at market scale.
 
 ## Latest run
 
