@@ -68,7 +68,10 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
                                  on_depth=recorder.snapshot if recorder else None,
                                  snapshot_weight_per_minute=snapshot_weight_per_minute)
         self.quotes = BookTickers(on_change)
-        self.trades = StreamTrades(client, self.pool)
+        # Gap fills page up to 20 aggTrades answers per symbol: on their own
+        # workers, so that they never hold back a snapshot or a quote fill.
+        self.trade_pool = DaemonPool(2, name="trade-gaps")
+        self.trades = StreamTrades(client, self.trade_pool)
         self.tickers = TickerTable()
         self.follow_trades = follow_trades
         self._fill_lock = threading.Lock()
@@ -197,5 +200,6 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         self.connections.stop()
         self.local.schedule.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.trade_pool.shutdown(wait=False, cancel_futures=True)
         if self.recorder is not None:
             self.recorder.close()
