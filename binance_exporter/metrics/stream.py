@@ -38,7 +38,8 @@ RESYNCS = counter(
     "symbol",
 )
 QUOTES = gauge(
-    "binance_stream_book_ticker_symbols", "Symbols whose best quotes are followed from bookTicker streams."
+    "binance_stream_book_ticker_symbols",
+    "Symbols whose best quotes are followed from bookTicker streams."
 )
 QUOTES_LIVE = gauge(
     "binance_stream_book_ticker_symbols_live",

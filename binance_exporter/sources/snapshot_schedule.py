@@ -23,11 +23,11 @@ class SnapshotSchedule:
 
     WINDOW = 60.0
 
-    def __init__(self, submit: Callable[[str], None], weight: int,
+    def __init__(self, submit: Callable[[str], None], weight: Callable[[str], int],
                  weight_per_minute: float = math.inf,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._submit = submit
-        self._weight = weight
+        self._weight = weight  # of one symbol's snapshot
         self._budget = weight_per_minute
         self._clock = clock
         self._due: dict[str, float] = {}
@@ -81,12 +81,13 @@ class SnapshotSchedule:
                 continue
             if now - self._window_start >= self.WINDOW:
                 self._window_start, self._spent = now, 0
-            if self._spent and self._spent + self._weight > self._budget:
+            weight = self._weight(symbol)
+            if self._spent and self._spent + weight > self._budget:
                 # This window's snapshot weight is spent: everything waits for the next.
                 resume = self._window_start + self.WINDOW
                 self._due = {s: max(due, resume) for s, due in self._due.items()}
                 continue
-            self._spent += self._weight
+            self._spent += weight
             del self._due[symbol]
             return symbol
         return None

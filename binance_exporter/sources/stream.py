@@ -188,8 +188,9 @@ class StreamBooks:
             return True
         return False
 
-    def _apply(self, symbol: str, epoch: int, snapshot: OrderBook) -> None:
-        """Start `symbol`'s book from a snapshot of its connection `epoch` (worker thread)."""
+    def _apply(self, symbol: str, epoch: int, snapshot: OrderBook, limit: int) -> None:
+        """Start `symbol`'s book from a snapshot of its connection `epoch`, asked for at
+        `limit` (worker thread)."""
         with self._lock:
             if symbol not in self._open or self._epochs[symbol] != epoch:
                 return  # the connection dropped while the answer was on its way
@@ -197,7 +198,7 @@ class StreamBooks:
             book = self._books.get(symbol)
             if book is None or book.synced:
                 return
-            outcome = book.apply_depth(snapshot, self.snapshots.limit)
+            outcome = book.apply_depth(snapshot, limit)
             if outcome is Outcome.REFETCH:
                 # Taken before the first buffered event: the stream is ahead.
                 self._fetching.add(symbol)
@@ -234,6 +235,7 @@ class StreamBooks:
                                                 "known; resynchronising")
                     self._start_over(symbol)
                     self._fetching.add(symbol)
+                    self.snapshots.deeper(symbol)
                     shallow.append(symbol)
         for symbol in shallow:
             self.schedule.schedule(symbol)

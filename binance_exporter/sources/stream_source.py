@@ -29,19 +29,20 @@ from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.recorder import Recorder
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 from binance_exporter.binance.stream_feed import StreamFeed
+from binance_exporter.binance.trade_events import AGG_TRADE_STREAM
 from binance_exporter.market.types import BookTop, OrderBook
 from binance_exporter.model import StreamView, TradeTotals
 from binance_exporter.sources.book_tickers import SUFFIX as BOOK_TICKER_SUFFIX
 from binance_exporter.sources.book_tickers import BookTickers
 from binance_exporter.sources.stream import DEPTH_STREAM, StreamBooks
-from binance_exporter.sources.stream_trades import AGG_TRADE_STREAM, StreamTrades
+from binance_exporter.sources.stream_trades import StreamTrades
 from binance_exporter.sources.ticker_table import TICKER_STREAM, TickerTable
 
 LOG = logging.getLogger(__name__)
 # Seconds without a new acknowledgement before the REST fill of best quotes:
 # more than the gap between SUBSCRIBEs, so the connections that come up
 # together, batch after batch, share one request.
-FILL_QUIET = 0.5
+FILL_QUIET = 1.0
 
 
 class StreamSource:  # pylint: disable=too-many-instance-attributes
@@ -122,8 +123,8 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
 
     def _on_live(self, streams: list[str]) -> None:
         """Every SUBSCRIBE of a connection is acknowledged: snapshots and fills may start."""
-        self.local.on_live(streams)
-        self.tickers.on_live(streams)
+        for part in (self.local, self.trades, self.tickers):
+            part.on_live(streams)
         with self._fill_lock:
             self._live_at = time.monotonic()
             if not self.quotes.on_live(streams) or self._fill_planned:

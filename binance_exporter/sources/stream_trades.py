@@ -28,11 +28,14 @@ import msgspec
 
 from binance_exporter.binance.backoff import MAX_RETRY, retry_delay
 from binance_exporter.binance.errors import BinanceError
-from binance_exporter.binance.payloads import PayloadError, parse_agg_trade, parse_agg_trades
+from binance_exporter.binance.payloads import PayloadError, parse_agg_trades
+from binance_exporter.binance.trade_events import AGG_TRADE_STREAM, decode_agg_trade
 from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.market.order_book import NotSynced
+from binance_exporter.market.fills import TAKER_SIDES
 from binance_exporter.market.trades import (
     MAX_AGG_TRADES_LIMIT,
+    SideTotals,
     AggTrade,
     TradeFlow,
     gap_possible,
@@ -41,7 +44,6 @@ from binance_exporter.market.trades import (
 from binance_exporter.model import TradeTotals
 
 LOG = logging.getLogger(__name__)
-AGG_TRADE_STREAM = "aggTrade"
 # Events held per symbol while its gap is filled, each a parsed trade with
 # its Decimals: a busy symbol fills this in minutes of failing REST calls,
 # long enough to wait out a rate limit and short enough to bound the memory
@@ -80,20 +82,6 @@ def _timer(delay: float, action: Callable[[], None]) -> threading.Timer:
     return timer
 
 
-def decode_agg_trade(data: bytes | str | msgspec.Raw) -> tuple[str, AggTrade]:
-    """The symbol and trade of one aggTrade event; PayloadError for anything else."""
-    try:
-        item = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise PayloadError(f"aggTrade event: not JSON: {exc}") from exc
-    if not isinstance(item, dict) or item.get("e", AGG_TRADE_STREAM) != AGG_TRADE_STREAM:
-        raise PayloadError("aggTrade event: not an aggTrade object")
-    symbol = item.get("s")
-    if not isinstance(symbol, str) or not symbol:
-        raise PayloadError("aggTrade event: no symbol")
-    return symbol, parse_agg_trade(item)
-
-
 class _Follow:
     """One symbol's counters and the state of its gap fill; used under StreamTrades' lock.
 
@@ -106,6 +94,7 @@ class _Follow:
         self.symbol = symbol
         self.flow: TradeFlow | None = None  # None until the first event ever
         self.synced = False
+        self.live = False  # its SUBSCRIBE is acknowledged on an open connection
         self.buffer: list[AggTrade] = []
         self.token: int | None = None
         self.timer: Cancellable | None = None
@@ -193,6 +182,9 @@ class _Follow:
     def totals(self) -> TradeTotals | Exception:
         """The counters, or NotSynced while they are not known to be complete."""
         if self.flow is None:
+            if self.live:  # subscribed, and no trade since
+                return TradeTotals(by_side={side: SideTotals() for side in TAKER_SIDES},
+                                   last_price=None)
             return NotSynced(f"{self.symbol}: no aggTrade event yet")
         if not self.synced:
             return NotSynced(f"{self.symbol}: aggTrade counts are being completed")
@@ -230,24 +222,24 @@ class StreamTrades:
         return [agg_trade_stream(s) for s in symbols]
 
     def on_connect(self, streams: Sequence[str] | None = None) -> None:
-        """A (re)connection for `streams` (None: all): fill from the last counted id now.
+        """A (re)connection for `streams` (None: all), before subscribing: not complete."""
+        self.on_disconnect(streams)
 
-        Called before subscribing. The fill starts at once rather than at
-        the first event, because a quiet symbol may send none for a long
-        time, and without a fill its counts could not be known complete
-        again until then: the silence may be no trades, or trades missed
-        while the connection was down. A short page proves the counts
-        complete up to that moment, and the next event continues them (or
-        shows, by its id, a gap that is filled in turn). A symbol that never
-        traded has no id to fill from and waits for its first event.
+    def on_live(self, streams: Sequence[str] | None = None) -> None:
+        """The SUBSCRIBE of `streams` is acknowledged: fill from the last counted id now.
+
+        Not at the first event: a quiet symbol may send none for long, and its
+        silence may be no trades or trades missed while the connection was
+        down. A short page proves the counts complete up to now, and the next
+        event continues them (or shows a gap, filled in turn). A symbol that
+        never traded counts from now: no trade since is no event since.
         """
         starts = []
         with self._lock:
             for symbol in self._symbols_of(streams):
                 state = self._symbols[symbol]
-                state.drop_fill()
-                state.synced = False
-                if state.flow is not None:
+                state.live = True
+                if state.flow is not None and state.token is None and not state.synced:
                     state.token = next(self._tokens)
                     starts.append((symbol, state.token))
         for symbol, token in starts:
@@ -257,8 +249,9 @@ class StreamTrades:
         """The connection carrying `streams` dropped: their counts may fall behind, at once."""
         with self._lock:
             for symbol in self._symbols_of(streams):
-                self._symbols[symbol].drop_fill()
-                self._symbols[symbol].synced = False
+                state = self._symbols[symbol]
+                state.drop_fill()
+                state.synced = state.live = False
 
     def stop(self) -> None:
         """Plan and start no more fills (the exporter is stopping)."""

@@ -182,6 +182,19 @@ class StreamsTestCase(unittest.TestCase):
             self.market.step()
             self.streams.flush()
 
+    def assert_known_levels(self, mine: list, market: list, snapshot: list,
+                            better: Callable[[Decimal, Decimal], bool]) -> None:
+        """The rebuilt side equals the market's as far as the snapshot covered it.
+
+        A side cut at 5000 levels says nothing beyond its last price until
+        those levels change (binance-api.md §6); a side held whole, whole.
+        """
+        edge = Decimal(snapshot[-1][0]) if len(snapshot) == 5000 else None
+        known = [level for level in market if edge is None or better(level[0], edge)]
+        self.assertEqual([level for level in mine if edge is None or better(level[0], edge)],
+                         known)
+        self.assertGreaterEqual(len(known), len(snapshot) // 2)  # not vacuous
+
     def raw(self, path: str) -> ClientConnection:
         """A plain websockets client on `path`, closed in cleanup."""
         stack = contextlib.ExitStack()
@@ -234,19 +247,6 @@ class DiffDepthTest(StreamsTestCase):
                 self.assertEqual(last, update_id(self.market, symbol))
                 self.assert_known_levels(bids, book_bids, snapshots[symbol]["bids"], operator.ge)
                 self.assert_known_levels(asks, book_asks, snapshots[symbol]["asks"], operator.le)
-
-    def assert_known_levels(self, mine: list, market: list, snapshot: list,
-                            better: Callable[[Decimal, Decimal], bool]) -> None:
-        """The rebuilt side equals the market's as far as the snapshot covered it.
-
-        A side cut at 5000 levels says nothing beyond its last price until
-        those levels change (binance-api.md §6); a side held whole, whole.
-        """
-        edge = Decimal(snapshot[-1][0]) if len(snapshot) == 5000 else None
-        known = [level for level in market if edge is None or better(level[0], edge)]
-        self.assertEqual([level for level in mine if edge is None or better(level[0], edge)],
-                         known)
-        self.assertGreaterEqual(len(known), len(snapshot) // 2)  # not vacuous
 
     def test_first_event_follows_the_book_at_subscription(self):
         before = update_id(self.market, "ETHBTC")
@@ -305,6 +305,33 @@ class DiffDepthTest(StreamsTestCase):
         self.assertEqual([m["stream"] for m in first],
                          ["ethbtc@depth@100ms", "ethbtc@bookTicker"] * 3)
         self.assertEqual(first, run())
+
+
+class SteppedDepthTest(StreamsTestCase):
+    """Several steps between two polls: one event covers them all.  Only flush()
+    polls here, so the steps land exactly where the test puts them."""
+
+    options = {"poll_interval": 3600.0}
+
+    def test_snapshots_taken_between_two_events_chain_on(self):
+        recorder = self.subscribed(*DiffDepthTest.STREAMS)
+        snapshots = []
+        for _ in range(4):  # each snapshot is of a state no event ends at
+            self.market.step()
+            snapshots.append({symbol: self.market.depth(symbol, 5000)
+                              for symbol in DiffDepthTest.STREAMS.values()})
+        self.market.step()
+        self.streams.flush()
+        for stream, symbol in DiffDepthTest.STREAMS.items():
+            events = recorder.wait_event(stream, update_id(self.market, symbol))
+            self.assertEqual(len(events), 1)
+            book_bids, book_asks = self.market.book(symbol)
+            for index, snapshot in enumerate(snapshot[symbol] for snapshot in snapshots):
+                with self.subTest(stream=stream, snapshot=index):
+                    last, bids, asks = rebuild(events, snapshot)
+                    self.assertEqual(last, events[0]["u"])
+                    self.assert_known_levels(bids, book_bids, snapshot["bids"], operator.ge)
+                    self.assert_known_levels(asks, book_asks, snapshot["asks"], operator.le)
 
 
 class OtherStreamsTest(StreamsTestCase):

@@ -35,11 +35,13 @@ class SnapshotClient:
     def __init__(self, snapshots: dict[str, dict]) -> None:
         self.snapshots = snapshots
         self.calls: list[str] = []
+        self.limits: list[int] = []
         self.fail: BinanceError | None = None
 
-    def depth(self, symbol: str, _limit: int):
+    def depth(self, symbol: str, limit: int):
         """The snapshot of `symbol`."""
         self.calls.append(symbol)
+        self.limits.append(limit)
         if self.fail is not None:
             error, self.fail = self.fail, None
             raise error
@@ -171,6 +173,22 @@ class ConnectionTest(unittest.TestCase):
         self.books.snapshots._fetch("BTCUSDT", epoch)  # pylint: disable=protected-access
         self.assertEqual(self.client.calls, [])  # planned for the lost connection
 
+    def test_a_book_that_runs_out_of_levels_starts_over_one_tier_deeper(self):
+        self.client.snapshots["BTCUSDT"] = {"lastUpdateId": 10, "bids": [["99", "1"]],
+                                            "asks": [["101", "1"]]}
+        self.books.snapshots.limit = 1  # so that the one-level snapshot is cut on both sides
+        self.sync("BTCUSDT")
+        self.assertEqual(self.client.limits, [1])
+        # The best bid leaves: the book vouches for no bid now, and 1 level is asked for.
+        self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 12, 12, bids=[("99", "0")]))
+        read = self.books.books(["BTCUSDT"], 1)["BTCUSDT"]
+        self.assertIsInstance(read, NotSynced)
+        self.assertEqual(self.books.stats()[1], {"BTCUSDT": 1})
+        self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 13, 13))
+        wait_until(lambda: len(self.client.limits) == 2, timeout=5)
+        self.assertEqual(self.client.limits, [1, 100])  # the next tier up
+        self.assertEqual(self.books.snapshots.limit_of("ETHBTC"), 1)  # the others stay
+
     def test_one_snapshot_per_book_per_connect(self):
         # Events that arrive before the subscriptions are acknowledged, or
         # before the planned snapshot, do not ask for another.
@@ -194,7 +212,7 @@ class SnapshotScheduleTest(unittest.TestCase):
             if len(submitted) == 2:
                 two.set()
 
-        schedule = SnapshotSchedule(submit, weight=50, weight_per_minute=100,
+        schedule = SnapshotSchedule(submit, weight=lambda _symbol: 50, weight_per_minute=100,
                                     clock=lambda: now[0])
         self.addCleanup(schedule.stop)
         for symbol in ("A", "B", "C", "D"):
@@ -206,10 +224,12 @@ class SnapshotScheduleTest(unittest.TestCase):
         self.assertEqual(len(submitted), 2)
 
     def test_cancel_and_earliest_due_time(self):
-        schedule = SnapshotSchedule(lambda symbol: None, weight=5, clock=lambda: 0.0)
+        schedule = SnapshotSchedule(lambda symbol: None, weight=lambda _symbol: 5,
+                                    clock=lambda: 0.0)
         schedule.stop()  # nothing is submitted; only the plan is checked
         self.assertEqual(schedule.pending(), {})
-        live = SnapshotSchedule(lambda symbol: None, weight=5, clock=lambda: -100.0)
+        live = SnapshotSchedule(lambda symbol: None, weight=lambda _symbol: 5,
+                                clock=lambda: -100.0)
         self.addCleanup(live.stop)
         live.schedule("A", 500.0)
         live.schedule("A", 200.0)

@@ -286,6 +286,7 @@ class ReconnectTest(Fixture):
         self.assertIsInstance(self.flow(), NotSynced)
         self.market.upto = 95
         self.trades.on_connect([STREAM])
+        self.trades.on_live([STREAM])
         self.pool.run()  # the fill on connect: a short page, so complete up to now
         self.assertEqual(self.market.from_ids(), [91])
         self.assertEqual(self.flow(), expected(range(80, 96)))
@@ -297,6 +298,7 @@ class ReconnectTest(Fixture):
         self.feed(*range(80, 91))
         self.trades.on_disconnect()
         self.trades.on_connect()
+        self.trades.on_live()
         self.market.upto = 131
         self.feed(130, 131)  # before the connect fill ran: they wait for it
         self.assertIsInstance(self.flow(), NotSynced)
@@ -310,6 +312,7 @@ class ReconnectTest(Fixture):
         self.feed(80, 81)
         self.trades.on_disconnect([STREAM])
         self.trades.on_connect([STREAM])
+        self.trades.on_live([STREAM])
         self.feed(81, 82)
         self.assertEqual(self.flow(), expected(range(80, 83)))
         self.pool.run()  # the connect fill was called off
@@ -319,6 +322,7 @@ class ReconnectTest(Fixture):
         self.feed(80)
         self.trades.on_disconnect([STREAM])
         self.trades.on_connect([STREAM])
+        self.trades.on_live([STREAM])
         self.market.upto = 85
         self.pool.run()
         self.assertEqual(self.flow(), expected(range(80, 86)))
@@ -334,6 +338,7 @@ class ReconnectTest(Fixture):
         self.feed(1)
         self.trades.on_disconnect()
         self.trades.on_connect()
+        self.trades.on_live()
         self.market.upto = 5000
         self.pool.run()
         self.assertEqual(self.market.from_ids(), [2, 1002])
@@ -345,12 +350,16 @@ class ReconnectTest(Fixture):
         self.assertEqual(self.flow(), expected([*range(1, 4002), 5001]))
         self.assertEqual(self.trades.missed(), {SYMBOL: 999})
 
-    def test_a_symbol_that_never_traded_waits_for_its_first_event(self):
+    def test_a_symbol_that_never_traded_counts_from_its_subscription(self):
         self.trades.on_connect()
-        self.assertEqual(self.pool.queue, [])
-        self.assertIsInstance(self.flow(), NotSynced)
+        self.assertIsInstance(self.flow(), NotSynced)  # not subscribed yet
+        self.trades.on_live()
+        self.assertEqual(self.pool.queue, [])  # no id to fill from
+        self.assertEqual(self.flow(), expected([]))  # no trade since it was subscribed
         self.feed(7)
         self.assertEqual(self.flow(), expected([7]))
+        self.trades.on_disconnect()
+        self.assertIsInstance(self.flow(), NotSynced)
 
 
 class FailureTest(Fixture):
@@ -411,6 +420,7 @@ class FailureTest(Fixture):
         self.trades.stop()
         self.assertEqual(self.later.pending(), [])
         self.trades.on_connect()
+        self.trades.on_live()
         self.pool.run()
         self.assertEqual(len(self.market.calls), 1)
 
