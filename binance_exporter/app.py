@@ -53,6 +53,7 @@ M_ARENA_MAX = -8
 # (--once) or the port is taken; 2 the configuration cannot work.
 EXIT_OK, EXIT_UNANSWERED, EXIT_USAGE = 0, 1, 2
 WATCHDOG_TIMEOUTS = 8  # request timeouts other runs may legitimately hold a job back
+FREE_RETRY = 2.0  # seconds before a failed run that costs no weight is tried again
 
 
 def echo(line: str) -> None:
@@ -241,6 +242,9 @@ class App:  # pylint: disable=too-many-instance-attributes
             on_spreads=self.print_spreads,
             analytics=(self.analytics.refresh, self.analytics.config.interval)
             if self.analytics is not None else None,
+            # Stream mode's analytics read local state: a run that found a book
+            # resyncing or trades being filled may try again soon, at no cost.
+            analytics_retry=FREE_RETRY if self.stream is not None else None,
         )
         # Daemon threads: a request stuck in its timeout must not delay shutdown.
         supervisor = Supervisor(self.store, stop)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from binance_exporter.binance.backoff import MAX_RETRY, retry_delay
-from binance_exporter.model import RANKINGS, Snapshot
+from binance_exporter.model import ANALYTICS, RANKINGS, Snapshot
 
 LOG = logging.getLogger(__name__)
 
@@ -43,10 +43,14 @@ class Scheduler:
         on_spreads: Callable[[Snapshot], None] = lambda snapshot: None,
         clock: Callable[[], float] = time.monotonic,
         analytics: tuple[Callable[[], Snapshot], float] | None = None,
+        analytics_retry: float | None = None,
     ) -> None:
         self.jobs = jobs
         # (job, interval): the analytics job, run once answers exist.
         self.analytics = analytics
+        # Seconds before a failed analytics run is tried again, when trying costs
+        # no weight (stream mode); None: at its next interval.
+        self.analytics_retry = analytics_retry
         self.update_interval = update_interval
         self.refresh_interval = refresh_interval
         self.on_rankings = on_rankings
@@ -83,7 +87,9 @@ class Scheduler:
                 self.on_spreads(snapshot)
             elif self.analytics is not None and now >= next_analytics and self._answered():
                 job, interval = self.analytics
-                job()
+                failed = not job().jobs[ANALYTICS].success
+                if failed and self.analytics_retry is not None:
+                    interval = min(interval, self.analytics_retry)
                 next_analytics = max(next_analytics + interval, now)
                 next_analytics = max(next_analytics, self._clock() + self._blocked_for())
             wake = next_rankings

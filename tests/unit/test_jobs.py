@@ -20,7 +20,14 @@ from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.rankings import RankingsJob
 from binance_exporter.jobs.scheduler import Jobs, Scheduler
 from binance_exporter.market.numbers import CONTEXT
-from binance_exporter.model import RANKINGS, SPREADS, SideNotional, SnapshotStore
+from binance_exporter.model import (
+    ANALYTICS,
+    RANKINGS,
+    SPREADS,
+    SideNotional,
+    Snapshot,
+    SnapshotStore,
+)
 from binance_exporter.sources.rest import RestSource
 
 
@@ -321,6 +328,24 @@ class SchedulerTest(RefreshTestCase):
         self.assertGreaterEqual(len(attempts), 2)
         self.assertTrue(self.store.current().ready)
 
+    def test_a_failed_free_analytics_run_is_tried_again_soon(self):
+        stop = threading.Event()
+        runs: list[bool] = []
+
+        def analytics() -> Snapshot:
+            runs.append(True)
+            if len(runs) >= 3:
+                stop.set()
+            return self.store.record({ANALYTICS: (RuntimeError("resyncing"), 0.0)})
+
+        # A minute's interval: only the retry can run it three times.
+        scheduler = Scheduler(self.jobs, update_interval=60, refresh_interval=60,
+                              analytics=(analytics, 60.0), analytics_retry=0.01)
+        thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+        thread.start()
+        thread.join(5)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual(len(runs), 3)
 
 if __name__ == "__main__":
     unittest.main()
