@@ -3,16 +3,27 @@
 One feed per stream name (shared by its subscribers); the hub in
 `fake_binance.streams` polls the feeds and frames their payloads.  The
 rules they follow are in that module's docstring.
+
+A diff-depth event spanning several steps names every level that changed
+during them, as Binance's do, not only the net change: a snapshot may have
+been taken at any of those steps, and a level it holds that is gone by the
+end must be removed by the event.  `BandLog` records each step's top bands
+(all a step redraws); the deep levels rest at fixed prices, so the ones that
+moved in or out of a book in between are drawn again when the event is made.
 """
 
 from __future__ import annotations
 
 import collections
 import math
+import operator
+import sys
+import threading
+from bisect import bisect_right
 from decimal import Decimal
-from typing import Iterable, Union
+from typing import Callable, Iterable, Union
 
-from .market import BinanceError, Market, Top
+from .market import Band, Bands, BinanceError, Market, Top, fmt, to_units
 
 ZERO = "0.00000000"
 # Stream kind (the part after the first '@') -> (feed kind, seconds between events).
@@ -31,6 +42,7 @@ _WINDOW_FIELDS = (("p", "priceChange"), ("P", "priceChangePercent"), ("o", "open
 FeedKey = tuple[str, str, float]  # (SYMBOL or "" for all symbols, feed kind, period)
 Levels = dict[str, str]  # price -> qty, both as 8-decimal strings
 Payload = Union[dict, list]  # one event, or an array of them (`!...@arr`)
+State = tuple[int, Band, Band]  # (lastUpdateId, bids, asks), read by a Market listener
 
 
 def feed_key(stream: str) -> FeedKey | None:
@@ -48,12 +60,87 @@ def _levels(levels: Iterable[tuple[Decimal, Decimal]]) -> Levels:
     return {f"{price:.8f}": f"{qty:.8f}" for price, qty in levels}
 
 
-def _diff(old: Levels, new: Levels, descending: bool) -> list[list[str]]:
-    """Levels to send: changed or new ones with their quantity, vanished ones with 0."""
-    changed = [[price, qty] for price, qty in new.items() if old.get(price) != qty]
-    changed += [[price, ZERO] for price in old if price not in new]
-    changed.sort(key=lambda level: Decimal(level[0]), reverse=descending)
-    return changed
+def _diff(old: Levels, new: Levels, descending: bool,
+          moved: Iterable[str] = ()) -> list[list[str]]:
+    """Levels to send: changed or new ones with their quantity, vanished ones with 0,
+    and those that `moved` in between with their quantity now (0: gone)."""
+    changed = {price: qty for price, qty in new.items() if old.get(price) != qty}
+    changed.update((price, ZERO) for price in old if price not in new)
+    changed.update((price, new.get(price, ZERO)) for price in moved)
+    return sorted(([price, qty] for price, qty in changed.items()),
+                  key=lambda level: Decimal(level[0]), reverse=descending)
+
+
+def _formatted(levels: Iterable[tuple[int, int]]) -> Levels:
+    return {fmt(price): fmt(qty) for price, qty in levels}
+
+
+def _moved(passed: list[Band], end: Band, levels: Levels, outward: int) -> set[str]:
+    """Prices of one side whose quantity at the state of one of the `passed` bands
+    differs from the one in `levels`, the side at the state whose band is `end`.
+
+    A state differs from the end only in its band and at the ends of its run
+    of deep levels (`outward`: -1 for bids, whose prices fall away from the
+    top, 1 for asks).
+    """
+    order = list(levels)
+    end_top, run = order[:len(end.levels)], order[len(end.levels):]
+    prices, drawn, (first, stop), spans = _stretch(run, passed, end.deep, outward)
+    index = {price: at for at, price in enumerate(prices)}
+    moved: set[str] = set()
+    for band, (start, beyond) in zip(passed, spans):
+        here = _formatted(band.levels)
+        extra = prices[start:min(beyond, first)] + prices[max(start, stop):beyond]
+        missing = prices[first:min(start, stop)] + prices[max(beyond, first):stop]
+        moved.update(price for price, qty in here.items() if levels.get(price) != qty)
+        moved.update(price for price in extra
+                     if price not in here and levels.get(price) != drawn[price])
+        moved.update(price for price in missing if price not in here)
+        moved.update(price for price in end_top
+                     if price not in here and not start <= index.get(price, -1) < beyond)
+    return moved
+
+
+def _stretch(run: list[str], bands: list[Band], draw: Callable[..., list[tuple[int, int]]],
+             outward: int) -> tuple[list[str], Levels, tuple[int, int], list[tuple[int, int]]]:
+    """The end's `run` of deep prices (best first) drawn on, inward and outward, as
+    far as the runs of `bands` reach: (prices, the drawn ones' quantities, where
+    `run` lies in prices, where each band's run does).
+
+    Deep levels rest at fixed prices, so every run is a stretch of the same
+    levels: only what lies beyond the end's run is drawn, once for all bands.
+    """
+    starts = [band.levels[-1][0] for band in bands if band.depth]  # runs begin past these
+    if not starts:
+        return run, {}, (0, len(run)), [(0, 0)] * len(bands)
+    inner = min(starts, key=lambda price: outward * price)
+    before, after = _ends(run, draw, inner, max(starts, key=lambda price: outward * price),
+                          outward)
+    prices, drawn = [*before, *run, *after], {**before, **after}
+    spans = []
+    for band in bands:
+        start = (bisect_right(prices, outward * band.levels[-1][0],
+                              key=lambda price: outward * to_units(price)) if band.depth else 0)
+        spans.append((start, start + band.depth))
+    more = _formatted(draw(to_units(prices[-1]) if prices else inner,
+                           max(beyond for _, beyond in spans) - len(prices)))
+    prices += more
+    drawn.update(more)
+    return prices, drawn, (len(before), len(before) + len(run)), spans
+
+
+def _ends(run: list[str], draw: Callable[..., list[tuple[int, int]]], inner: int, outer: int,
+          outward: int) -> tuple[Levels, Levels]:
+    """The deep levels from past price `inner` up to `run`, and from past `run` on
+    to the first one at or past price `outer`, best first."""
+    edge = to_units(run[0]) if run else outer
+    inside = draw(inner, sys.maxsize, edge) if outward * (edge - inner) > 0 else []
+    last = to_units(run[-1]) if run else (inside[-1][0] if inside else inner)
+    outside = []
+    if outward * (outer - last) > 0:  # through any level at `outer`, which no run there holds
+        outside = draw(last, sys.maxsize, outer)
+        outside += draw(outside[-1][0] if outside else last, 1)
+    return _formatted(inside), _formatted(outside)
 
 
 def window_event(ticker: dict, now_ms: int) -> dict:
@@ -98,6 +185,67 @@ class BookReader:
         return self._books[symbol]
 
 
+class BandLog:
+    """The bands of the books that depth feeds follow, at each of their lastUpdateIds.
+
+    `record` is a `Market` listener, registered while a feed follows a book: it
+    runs on the thread that moves the market (market lock held), the feeds
+    take what it recorded on the event loop.
+    """
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self._lock = threading.Lock()
+        self._traces: dict[str, list[list[State]]] = {}
+
+    def follow(self, symbol: str) -> list[State]:
+        """A new trace of `symbol`'s book: every state from now on."""
+        trace: list[State] = []
+        with self._lock:
+            self._traces.setdefault(symbol, []).append(trace)
+            self._listen()
+        return trace
+
+    def forget(self, symbol: str, trace: list[State]) -> None:
+        """Stop filling `trace`; the last one gone, stop listening."""
+        with self._lock:
+            traces = [kept for kept in self._traces.pop(symbol, []) if kept is not trace]
+            if traces:
+                self._traces[symbol] = traces
+            self._listen()
+
+    def close(self) -> None:
+        """Stop filling every trace and stop listening (the hub stops)."""
+        with self._lock:
+            self._traces.clear()
+            self._listen()
+
+    def _listen(self) -> None:
+        """Be a listener of the market exactly while some trace is followed."""
+        listening = self.record in self.market.listeners
+        if self._traces and not listening:
+            self.market.listeners.append(self.record)
+        elif listening and not self._traces:
+            self.market.listeners.remove(self.record)
+
+    def record(self, bands: Bands) -> None:
+        """Append the followed books' states, as `bands` reads them, to their traces."""
+        with self._lock:
+            for symbol, traces in self._traces.items():
+                state = bands(symbol)
+                if state is not None:  # no book: nothing to trace
+                    for trace in traces:
+                        trace.append(state)
+
+    def take(self, trace: list[State], update_id: int) -> list[State]:
+        """The states of `trace` up to `update_id`, removed from it."""
+        with self._lock:
+            cut = bisect_right(trace, update_id, key=operator.itemgetter(0))
+            taken = trace[:cut]
+            del trace[:cut]
+        return taken
+
+
 class Feed:
     """What one stream sends; shared by every subscriber of that stream."""
 
@@ -117,12 +265,20 @@ class Feed:
         """Payloads to send now."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Let go of the market: the last subscriber left."""
+
 
 class DepthFeed(Feed):
-    """`<sym>@depth[@100ms|@1000ms]`: diffs between consecutive books."""
+    """`<sym>@depth[@100ms|@1000ms]`: what changed since the previous event, every
+    level the `bands` log shows moving in between included."""
 
-    def __init__(self, symbol: str, period: float, revision: int, reader: BookReader) -> None:
+    def __init__(self, symbol: str, period: float, revision: int, reader: BookReader,
+                 bands: BandLog | None = None) -> None:
         super().__init__(symbol, period, revision)
+        self.bands = bands  # None: only the net change between polls
+        # Followed before the first look, so no later state goes unrecorded.
+        self.trace = bands.follow(symbol) if bands else []
         state = reader.book(symbol)
         self.update_id, self.bids, self.asks = state if state else (0, {}, {})
         self.known = state is not None
@@ -138,14 +294,31 @@ class DepthFeed(Feed):
         if state is None:
             return []
         update_id, bids, asks = state
+        moved = self._in_between(update_id, bids, asks)
         event = {"e": "depthUpdate", "E": now_ms, "s": self.symbol, "U": self.update_id + 1,
-                 "u": update_id, "b": _diff(self.bids, bids, True),
-                 "a": _diff(self.asks, asks, False)}
+                 "u": update_id, "b": _diff(self.bids, bids, True, moved[0]),
+                 "a": _diff(self.asks, asks, False, moved[1])}
         first_look = not self.known
         self.update_id, self.bids, self.asks, self.known = update_id, bids, asks, True
         if first_look or event["U"] > event["u"]:
             return []
         return self._faulted(event)
+
+    def _in_between(self, update_id: int, bids: Levels,
+                    asks: Levels) -> tuple[Iterable[str], Iterable[str]]:
+        """The prices of each side that moved at the states between the previous
+        event and this one (at `update_id`), whatever their net change."""
+        states = self.bands.take(self.trace, update_id) if self.bands else []
+        passed = [past for past in states[:-1] if past[0] > self.update_id]
+        if not (self.known and passed and states[-1][0] == update_id):
+            return (), ()  # one step (or no record of the end): the net change is all
+        end = states[-1]
+        return (_moved([past[1] for past in passed], end[1], bids, -1),
+                _moved([past[2] for past in passed], end[2], asks, 1))
+
+    def close(self) -> None:
+        if self.bands:
+            self.bands.forget(self.symbol, self.trace)
 
     def _faulted(self, event: dict) -> list[Payload]:
         if self.skips:

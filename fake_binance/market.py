@@ -52,6 +52,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 import time
 from decimal import Decimal
+from functools import partial
 from typing import Callable, Iterable, NamedTuple, Sequence, Union
 
 UNITS = 100_000_000
@@ -75,6 +76,7 @@ _SPREAD, _WALK, _STATS, _UPDATE, _TRADES = 11, 12, 13, 14, 15
 
 Number = Union[str, int, Decimal]
 Level = tuple[Decimal, Decimal]
+Bands = Callable[[str], "tuple[int, Band, Band] | None"]  # what listeners read (see Market)
 
 _MARGIN_SETS = (("SPOT", "MARGIN", "TRD_GRP_004", "TRD_GRP_005", "TRD_GRP_006",
                  "TRD_GRP_008", "TRD_GRP_009", "TRD_GRP_010"),)
@@ -82,6 +84,9 @@ _SPOT_SETS = (("SPOT",),)
 _ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
                 "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"]
 _STP_MODES = ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"]
+_ALLOWED = ("icebergAllowed", "ocoAllowed", "otoAllowed", "opoAllowed",  # all true
+            "quoteOrderQtyMarketAllowed", "allowTrailingStop", "cancelReplaceAllowed",
+            "amendAllowed", "pegInstructionsAllowed", "isSpotTradingAllowed")
 _EXTRA_QUOTES = ("USDT", "BTC", "FDUSD")
 
 
@@ -93,6 +98,17 @@ class Top(NamedTuple):
     bid_qty: str
     ask_price: str
     ask_qty: str
+
+
+class Band(NamedTuple):
+    """One side at one step, drawn without scanning it (see `Market`): the top
+    levels as (price, qty) units, best first (a set book: all of them), then
+    `depth` deep levels, which rest at fixed prices: `deep(after, count, stop)`,
+    safe on any thread, draws up to `count` outward from `after`, short of `stop`."""
+
+    levels: list[tuple[int, int]]
+    depth: int
+    deep: Callable[..., list[tuple[int, int]]]
 
 
 class BinanceError(Exception):
@@ -312,7 +328,8 @@ class _Book:
             return self.explicit[side][:limit]
         cached = self._cache.get((side, step))
         if cached is None:
-            cached = self._generate(side, step)
+            levels, depth = self.band(side, step)
+            cached = levels + self.deep(side, levels[-1][0], depth) if depth else levels
             self._cache[(side, step)] = cached
         return cached[:limit]
 
@@ -335,27 +352,32 @@ class _Book:
             self._tops[(side, step)] = level
         return level
 
-    def _generate(self, side: int, step: int) -> list[tuple[int, int]]:
+    def band(self, side: int, step: int) -> tuple[list[tuple[int, int]], int]:
+        """The top levels alone (what a step redraws) and how many deep ones follow."""
+        if self.explicit is not None:
+            return self.explicit[side], 0
         top_seed = self.draw(side, step)
-        best = self.best_price(side) // self.tick
+        price = self.best_price(side) // self.tick
         direction = -1 if side == _BID else 1
-        count = self.levels[side]
         levels: list[tuple[int, int]] = []
-        offset = 0
-        for index in range(min(count, _TOP_LEVELS)):
+        for index in range(min(self.levels[side], _TOP_LEVELS)):
             draw = _mix(top_seed ^ index)
             if index:
-                offset += 1 + draw % self.max_gap
-            price = best + direction * offset
+                price += direction * (1 + draw % self.max_gap)
             if price <= 0:
-                return levels  # a cheap coin's bids cannot go below zero
+                return levels, 0  # a cheap coin's bids cannot go below zero
             levels.append((price * self.tick, self._qty(draw)))
-        # Beyond the top a tick holds a level when its own draw says so (two in
-        # max_gap + 1: the offsets' mean gap), whatever the mid does.
-        deep_seed = _hash(self.key, side, _DEEP)
-        odds = self.max_gap + 1
-        price = best + direction * (offset + 1)
-        while len(levels) < count and price > 0:
+        return levels, self.levels[side] - len(levels)
+
+    def deep(self, side: int, after: int, count: int, stop: int = 0) -> list[tuple[int, int]]:
+        """Up to `count` levels outward from price `after`, short of `stop` if given
+        (units).  Beyond the top a tick holds a level when its own draw says so (two
+        in max_gap + 1: the offsets' mean gap), whatever the mid does."""
+        deep_seed, odds = _hash(self.key, side, _DEEP), self.max_gap + 1
+        direction = -1 if side == _BID else 1
+        price, end = after // self.tick + direction, stop // self.tick
+        levels: list[tuple[int, int]] = []
+        while len(levels) < count and 0 < price != end:
             draw = _mix(deep_seed ^ price)
             if draw % odds < 2:
                 levels.append((price * self.tick, self._qty(draw)))
@@ -606,35 +628,16 @@ def _filters(sym: _Symbol) -> list[dict]:
 
 def _symbol_info(sym: _Symbol, show_permission_sets: bool) -> dict:
     margin = any("MARGIN" in group for group in sym.permission_sets)
-    return {
-        "symbol": sym.name,
-        "status": sym.status,
-        "baseAsset": sym.base,
-        "baseAssetPrecision": 8,
-        "quoteAsset": sym.quote,
-        "quotePrecision": 8,
-        "quoteAssetPrecision": 8,
-        "baseCommissionPrecision": 8,
-        "quoteCommissionPrecision": 8,
-        "orderTypes": list(_ORDER_TYPES),
-        "icebergAllowed": True,
-        "ocoAllowed": True,
-        "otoAllowed": True,
-        "opoAllowed": True,
-        "quoteOrderQtyMarketAllowed": True,
-        "allowTrailingStop": True,
-        "cancelReplaceAllowed": True,
-        "amendAllowed": True,
-        "pegInstructionsAllowed": True,
-        "isSpotTradingAllowed": True,
-        "isMarginTradingAllowed": margin,
-        "filters": _filters(sym),
-        "permissions": [],
-        "permissionSets": ([list(group) for group in sym.permission_sets]
-                           if show_permission_sets else []),
-        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-        "allowedSelfTradePreventionModes": list(_STP_MODES),
-    }
+    return {"symbol": sym.name, "status": sym.status, "baseAsset": sym.base,
+            "baseAssetPrecision": 8, "quoteAsset": sym.quote, "quotePrecision": 8,
+            "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
+            "quoteCommissionPrecision": 8, "orderTypes": list(_ORDER_TYPES),
+            **dict.fromkeys(_ALLOWED, True), "isMarginTradingAllowed": margin,
+            "filters": _filters(sym), "permissions": [],
+            "permissionSets": ([list(group) for group in sym.permission_sets]
+                               if show_permission_sets else []),
+            "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+            "allowedSelfTradePreventionModes": list(_STP_MODES)}
 
 
 def _percent(change: int, base: int) -> str:
@@ -646,47 +649,22 @@ def _percent(change: int, base: int) -> str:
 
 def _ticker(sym: _Symbol, step: int, now_ms: int, mini: bool) -> dict:
     stats = sym.stats
+    prices = {"openPrice": fmt(stats.open), "highPrice": fmt(stats.high),
+              "lowPrice": fmt(stats.low)}
+    window = {"volume": fmt(stats.volume), "quoteVolume": fmt(stats.quote_volume),
+              "openTime": now_ms - DAY_MS, "closeTime": now_ms, "firstId": stats.first_id,
+              "lastId": stats.last_id, "count": stats.count}
     if mini:
-        return {
-            "symbol": sym.name,
-            "openPrice": fmt(stats.open),
-            "highPrice": fmt(stats.high),
-            "lowPrice": fmt(stats.low),
-            "lastPrice": fmt(stats.last),
-            "volume": fmt(stats.volume),
-            "quoteVolume": fmt(stats.quote_volume),
-            "openTime": now_ms - DAY_MS,
-            "closeTime": now_ms,
-            "firstId": stats.first_id,
-            "lastId": stats.last_id,
-            "count": stats.count,
-        }
+        return {"symbol": sym.name, **prices, "lastPrice": fmt(stats.last), **window}
     (bid, bid_qty), (ask, ask_qty) = sym.tops(step)
     average = ((stats.quote_volume * UNITS * 2 + stats.volume) // (2 * stats.volume)
                if stats.volume else 0)
-    return {
-        "symbol": sym.name,
-        "priceChange": fmt(stats.last - stats.open),
-        "priceChangePercent": _percent(stats.last - stats.open, stats.open),
-        "weightedAvgPrice": fmt(average),
-        "prevClosePrice": fmt(stats.open),
-        "lastPrice": fmt(stats.last),
-        "lastQty": fmt(stats.last_qty),
-        "bidPrice": fmt(bid),
-        "bidQty": fmt(bid_qty),
-        "askPrice": fmt(ask),
-        "askQty": fmt(ask_qty),
-        "openPrice": fmt(stats.open),
-        "highPrice": fmt(stats.high),
-        "lowPrice": fmt(stats.low),
-        "volume": fmt(stats.volume),
-        "quoteVolume": fmt(stats.quote_volume),
-        "openTime": now_ms - DAY_MS,
-        "closeTime": now_ms,
-        "firstId": stats.first_id,
-        "lastId": stats.last_id,
-        "count": stats.count,
-    }
+    return {"symbol": sym.name, "priceChange": fmt(stats.last - stats.open),
+            "priceChangePercent": _percent(stats.last - stats.open, stats.open),
+            "weightedAvgPrice": fmt(average), "prevClosePrice": fmt(stats.open),
+            "lastPrice": fmt(stats.last), "lastQty": fmt(stats.last_qty),
+            "bidPrice": fmt(bid), "bidQty": fmt(bid_qty), "askPrice": fmt(ask),
+            "askQty": fmt(ask_qty), **prices, **window}
 
 
 def _book_ticker(sym: _Symbol, step: int) -> dict:
@@ -710,6 +688,10 @@ class Market:
 
     `weight_limit` is the REQUEST_WEIGHT per window that exchangeInfo reports
     and that `FakeBinance` enforces; tests lower it to reach 429 quickly.
+    Each of `listeners` is called, lock held, after every change of a lastUpdateId
+    (each step of `step(n)`, `set_book`, `reset_book`) with `bands`, which reads a
+    book as it is then: `bands(symbol)` is (lastUpdateId, bid Band, ask Band), or
+    None for a symbol without a book (unknown, delisted, BREAK).
     """
 
     def __init__(self, seed: int = 7, extra_symbols: int = 0,
@@ -721,6 +703,7 @@ class Market:
         self._steps = 0
         self._revision = 0
         self._lock = threading.RLock()
+        self.listeners: list[Callable[[Bands], None]] = []
         specs = list(BUILTIN_SYMBOLS) + [_extra_spec(i) for i in range(1, extra_symbols + 1)]
         self._symbols: dict[str, _Symbol] = {spec.symbol: _Symbol(seed, spec) for spec in specs}
         for spec in BUILTIN_SYMBOLS:
@@ -939,6 +922,7 @@ class Market:
                     if top is not None and sym.stats.record_trades(draw >> 1, top[0], top[1]):
                         sym.stats.revision = self._revision
                     sym.record_trades(self._steps, now_ms, self.trade_history_size)
+                self._changed()
 
     # ----------------------------------------------------------------- mutators
     def set_status(self, symbol: str, status: str) -> None:
@@ -967,6 +951,7 @@ class Market:
             book.explicit = {_BID: _parse_levels(bids, True), _ASK: _parse_levels(asks, False)}
             book.update_id += 1
             self._revision += 1
+            self._changed()
 
     def reset_book(self, symbol: str) -> None:
         """Go back to the simulated book after `set_book`."""
@@ -975,6 +960,20 @@ class Market:
             book.explicit = None
             book.update_id += 1
             self._revision += 1
+            self._changed()
+
+    def _changed(self) -> None:
+        for listener in tuple(self.listeners):
+            listener(self._bands)
+
+    def _bands(self, symbol: str) -> tuple[int, Band, Band] | None:
+        """What listeners read: no side is scanned, so it is about as cheap as `top`."""
+        sym = self._symbols.get(symbol)
+        if sym is None or not sym.listed or sym.status == "BREAK":
+            return None
+        book, step = sym.book, self._steps
+        return (book.update_id, Band(*book.band(_BID, step), partial(book.deep, _BID)),
+                Band(*book.band(_ASK, step), partial(book.deep, _ASK)))
 
     def set_ticker(self, symbol: str, *, volume: Number | None = None,
                    quote_volume: Number | None = None, count: int | None = None) -> None:

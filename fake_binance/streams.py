@@ -20,16 +20,17 @@ symbol) is accepted and stays silent, as Binance's ack checks only the syntax.
 How events are made: every `poll_interval` a task looks at the market, if
 `market.revision` moved since it last did (idle subscriptions cost nothing,
 so a whole market of bookTicker streams can be followed).  A depth stream
-whose symbol's lastUpdateId moved sends one event covering the change since
-its previous event: levels that changed or appeared with their new quantity,
-vanished ones with "0.00000000", `U` = previous u + 1, `u` = the current
-lastUpdateId.  One event may thus span several `step()`s, as on
-Binance.  The 100 ms streams send at most every 0.1 s, the 1000 ms ones every
-second; `flush()` sends what is pending at once, so tests need not sleep.  A
-stream starts from the book as it was when its first subscriber appeared (at
-the SUBSCRIBE, or at the handshake for streams named in the URL): the first
-event has U = that lastUpdateId + 1, so a snapshot fetched after the reply
-chains on without a hole (§6 still refetches one that equals U - 1).
+whose symbol's lastUpdateId moved sends one event covering every change since
+its previous event: each level that changed at any step in between, with its
+quantity now ("0.00000000" once gone), `U` = previous u + 1, `u` = the current
+lastUpdateId.  One event may thus span several `step()`s, as on Binance, and a
+snapshot taken at any of them chains on.  The 100 ms streams send at most
+every 0.1 s, the 1000 ms ones every second; `flush()` sends what is pending
+at once, so tests need not sleep.  A stream starts from the book as it was
+when its first subscriber appeared (at the SUBSCRIBE, or at the handshake for
+streams named in the URL): the first event has U = that lastUpdateId + 1, so
+a snapshot fetched after the reply chains on without a hole (§6 still
+refetches one that equals U - 1).
 bookTicker sends when the update id moved and the top changed (it reads
 `market.top`, not a depth answer); aggTrade sends each new aggregate trade.
 `!ticker_1d@arr` sends every `ticker_period` s (1 by default) one array of
@@ -92,8 +93,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
-from .feeds import (BookReader, DepthFeed, Feed, FeedKey, Payload, TickerFeed, TradeFeed,
-                    WindowFeed, feed_key)
+from .feeds import (BandLog, BookReader, DepthFeed, Feed, FeedKey, Payload, TickerFeed,
+                    TradeFeed, WindowFeed, feed_key)
 from .market import Market
 from .replay import Recording
 
@@ -224,6 +225,7 @@ class _Hub:
         self.feeds: dict[FeedKey, Feed] = {}
         self.refs: collections.Counter[FeedKey] = collections.Counter()
         self.ticker_drops: collections.Counter[str] = collections.Counter()
+        self.bands: BandLog | None = BandLog(market)  # what depth events span
         self.silent_until = -math.inf
         self.idle_at: int | None = None  # a revision every feed has seen
         self.accepted = 0
@@ -236,7 +238,7 @@ class _Hub:
         symbol, kind, period = key
         reader, revision = BookReader(self.market), self.market.revision
         if kind == "depth":
-            return DepthFeed(symbol, period, revision, reader)
+            return DepthFeed(symbol, period, revision, reader, self.bands)
         if kind == "bookTicker":
             return TickerFeed(symbol, revision, reader)
         if kind == "ticker_1d":
@@ -265,7 +267,7 @@ class _Hub:
                 self.refs[key] -= 1
                 if self.refs[key] <= 0:
                     del self.refs[key]
-                    del self.feeds[key]
+                    self.feeds.pop(key).close()
 
     def symbol_feeds(self, symbol: str, kind: type[Feed]) -> list[Feed]:
         """The feeds of this kind for `symbol` that have subscribers."""
@@ -394,6 +396,7 @@ class _ReplayHub(_Hub):
 
     def __init__(self, market: Market, recording: Recording, speed: float) -> None:
         super().__init__(market)
+        self.bands = None  # its depth frames are recorded ones
         self.frames = recording.frames
         self.speed = speed
         self.position = 0
@@ -494,6 +497,8 @@ class FakeStreams:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
             loop.close()
+            if self._hub.bands is not None:
+                self._hub.bands.close()  # no step records bands for feeds that are gone
 
     async def _main(self, stopping: asyncio.Event, ready: list[BaseException | None],
                     started: threading.Event) -> None:

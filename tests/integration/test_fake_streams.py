@@ -333,6 +333,28 @@ class SteppedDepthTest(StreamsTestCase):
                     self.assert_known_levels(bids, book_bids, snapshot["bids"], operator.ge)
                     self.assert_known_levels(asks, book_asks, snapshot["asks"], operator.le)
 
+    def test_one_event_names_each_level_that_changed_in_between(self):
+        streams = {"btcusdt@depth": "BTCUSDT", "ethbtc@depth": "ETHBTC"}
+        recorder = self.subscribed(*streams)
+        books = {symbol: [self.market.book(symbol)] for symbol in streams.values()}
+        for _ in range(5):
+            self.market.step()
+            for symbol, states in books.items():
+                states.append(self.market.book(symbol))
+        self.streams.flush()
+        for stream, symbol in streams.items():
+            event = recorder.wait_event(stream, update_id(self.market, symbol))[0]
+            for index, side in enumerate("ba"):
+                with self.subTest(stream=stream, side=side):
+                    states = [dict(book[index]) for book in books[symbol]]
+                    changed = {price for before, after in zip(states, states[1:])
+                               for price in before.keys() | after.keys()
+                               if before.get(price) != after.get(price)}
+                    self.assertEqual({Decimal(price) for price, _ in event[side]}, changed)
+                    self.assertEqual({Decimal(price): Decimal(qty) for price, qty in event[side]},
+                                     {price: states[-1].get(price, Decimal(0))
+                                      for price in changed})
+
 
 class OtherStreamsTest(StreamsTestCase):
     """bookTicker, aggTrade and the names that carry nothing."""
