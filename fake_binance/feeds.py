@@ -75,7 +75,8 @@ def _formatted(levels: Iterable[tuple[int, int]]) -> Levels:
     return {fmt(price): fmt(qty) for price, qty in levels}
 
 
-def _moved(passed: list[Band], end: Band, levels: Levels, outward: int) -> set[str]:
+def _moved(passed: list[Band], end: Band, levels: Levels,  # pylint: disable=too-many-locals
+           outward: int) -> set[str]:
     """Prices of one side whose quantity at the state of one of the `passed` bands
     differs from the one in `levels`, the side at the state whose band is `end`.
 

@@ -304,7 +304,9 @@ class _Book:
     def advance(self, step: int) -> None:
         """Mean-reverting random walk of the mid price, new spread, new top levels."""
         draw = self.draw(_WALK, step)
-        scale = max(1, self.anchor // 2000)  # about 0.05 % per step
+        # About 0.005 % per step: a step a second is a lively market (BTC $3 a
+        # second), and books keep their depth around the touch as the mid walks.
+        scale = max(1, self.anchor // 20000)
         delta = ((draw % 2001) - 1000) * scale // 1000 + (self.anchor - self.mid) // 20
         self.mid = max(self.mid + delta, 2)
         self.set_spread(step)
