@@ -11,6 +11,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
@@ -156,3 +157,29 @@ def registry_with(collector: Collector) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(collector)
     return registry
+
+
+def taker_totals(trades: list[dict]) -> dict[str, list]:
+    """What the trade-flow counters must read after exactly `trades` (aggTrades objects):
+    taker side -> [trades, base volume, quote volume]."""
+    expected: dict[str, list] = {"buy": [0, Decimal(0), Decimal(0)],
+                                 "sell": [0, Decimal(0), Decimal(0)]}
+    for trade in trades:
+        totals = expected["sell" if trade["m"] else "buy"]
+        totals[0] += trade["l"] - trade["f"] + 1
+        totals[1] += Decimal(trade["q"])
+        totals[2] += Decimal(trade["p"]) * Decimal(trade["q"])
+    return expected
+
+
+def trades_counted(samples: Samples, symbol: str, expected: dict[str, list]) -> bool:
+    """True when the page's trade counters of `symbol` equal `expected` (`taker_totals`):
+    the trades exactly, the volumes as far as a float64 carries them."""
+    def near(name: str, side: str, value: Decimal) -> bool:
+        served = sample(samples, name, symbol=symbol, taker_side=side)
+        return served is not None and abs(served - float(value)) <= 1e-9 * max(1.0, float(value))
+
+    return all(sample(samples, "binance_trades_total", symbol=symbol, taker_side=side) == count
+               and near("binance_traded_base_volume_total", side, base)
+               and near("binance_traded_quote_volume_total", side, quote)
+               for side, (count, base, quote) in expected.items())
