@@ -8,9 +8,11 @@ import threading
 import unittest
 from decimal import Decimal as D
 
+from binance_exporter.binance import rest
 from binance_exporter.binance.book_ticker_events import SEEDED, seed_events, to_top
 from binance_exporter.binance.payloads import PayloadError
 from binance_exporter.binance.pool import DaemonPool
+from binance_exporter.binance.rest import BinanceError
 from binance_exporter.binance.stream_feed import StreamFeed
 from binance_exporter.binance.traffic import StreamStats, Traffic
 from binance_exporter.binance.websocket import ConnectionAttempts
@@ -22,8 +24,10 @@ from binance_exporter.config import (
     planned_weight_per_minute,
     snapshot_limit,
 )
+from binance_exporter.jobs.analytics import AnalyticsJob
 from binance_exporter.jobs.rankings import RankingsJob
 from binance_exporter.market.order_book import NotSynced
+from binance_exporter.market.types import OrderBook
 from binance_exporter.model import SnapshotStore
 from binance_exporter.sources.book_tickers import BookTickers, book_ticker_stream
 from binance_exporter.sources.ticker_table import TICKER_STREAM, TickerTable
@@ -331,3 +335,41 @@ class ReplyTest(unittest.TestCase):
         self.assertEqual(traffic.control('{"result": null, "id": 4}', "ws://x"), [])
         self.assertEqual(traffic.control('{"result": null, "id": 3}', "ws://x"), ["c@bookTicker"])
         self.assertTrue(traffic.live)
+
+
+class StaleAnalyticsTest(unittest.TestCase):
+    """A book out of sync takes its fills and bands off the page; a failed request keeps them."""
+
+    def test_out_of_sync_books_leave_and_failed_requests_keep(self):
+        book = OrderBook(1, bids=((D("99"), D(10)),), asks=((D("101"), D(10)),))
+        reads: list[dict] = [{"AAAUSDT": book, "BBBUSDT": book},
+                             {"AAAUSDT": NotSynced("resyncing"),
+                              "BBBUSDT": BinanceError("timeout", kind=rest.TRANSPORT)}]
+
+        class Source:
+            """Answers each read with the next of `reads`."""
+
+            def depths(self, symbols, _limit):
+                """The next read."""
+                del symbols
+                return reads.pop(0)
+
+        class Trades:
+            """No trade flow in this test."""
+
+            def flows(self, symbols):
+                """Nothing for anyone."""
+                del symbols
+                return {}
+
+        store = SnapshotStore(("rankings", "spreads", "analytics"))
+        config = AnalyticsConfig(fill_notionals=(D(100),), depth_bands=(D("0.05"),),
+                                 extra_symbols=("AAAUSDT", "BBBUSDT"), depth_limit=10)
+        job = AnalyticsJob(Source(), Trades(), store, config,  # type: ignore[arg-type]
+                           lambda _s: True)
+        first = job.refresh().analytics
+        self.assertEqual(set(first.books), {"AAAUSDT", "BBBUSDT"})
+        second = job.refresh()
+        self.assertEqual(set(second.analytics.books), {"BBBUSDT"})  # AAAUSDT is known wrong
+        self.assertIs(second.analytics.books["BBBUSDT"], first.books["BBBUSDT"])
+        self.assertFalse(second.jobs["analytics"].success)

@@ -15,6 +15,7 @@ from binance_exporter.config import RankingConfig
 from binance_exporter.jobs.quotes import QuotesJob
 from binance_exporter.jobs.rankings import RankingsJob
 from binance_exporter.market.order_book import NotSynced
+from binance_exporter.market.types import OrderBook
 from binance_exporter.model import SPREADS, SnapshotStore
 from binance_exporter.sources.snapshot_schedule import SnapshotSchedule
 from binance_exporter.sources.stream import StreamBooks, depth_stream
@@ -188,6 +189,21 @@ class ConnectionTest(unittest.TestCase):
         wait_until(lambda: len(self.client.limits) == 2, timeout=5)
         self.assertEqual(self.client.limits, [1, 100])  # the next tier up
         self.assertEqual(self.books.snapshots.limit_of("ETHBTC"), 1)  # the others stay
+
+    def test_an_analytics_read_starts_over_a_book_down_to_three_quarters(self):
+        self.client.snapshots["BTCUSDT"] = {
+            "lastUpdateId": 10, "bids": [[str(99 - i), "1"] for i in range(4)],
+            "asks": [[str(101 + i), "1"] for i in range(4)]}
+        self.books.snapshots.limit = 4  # both sides cut at 4 levels
+        self.sync("BTCUSDT")
+        self.assertIsInstance(self.books.depths(["BTCUSDT"], 4)["BTCUSDT"], OrderBook)
+        # One bid leaves: 3 of 4 known is still three quarters.
+        self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 12, 12, bids=[("99", "0")]))
+        self.assertEqual(len(self.books.depths(["BTCUSDT"], 4)["BTCUSDT"].bids), 3)
+        # A second: 2 of 4 is not, and the book starts over.
+        self.books.on_data(depth_stream("BTCUSDT"), event("BTCUSDT", 13, 13, bids=[("98", "0")]))
+        self.assertIsInstance(self.books.depths(["BTCUSDT"], 4)["BTCUSDT"], NotSynced)
+        self.assertEqual(self.books.stats()[1], {"BTCUSDT": 1})
 
     def test_one_snapshot_per_book_per_connect(self):
         # Events that arrive before the subscriptions are acknowledged, or
