@@ -9,13 +9,26 @@ sync) never fails the others.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from binance_exporter.market.order_book import NotSynced
 from binance_exporter.market.types import BookTop, OrderBook
 from binance_exporter.model import TradeTotals
 
-__all__ = ["BookSource", "NotSynced", "TradeSource"]
+__all__ = ["BookSource", "NotSynced", "TradeSource", "followed_among"]
+
+
+def followed_among(streams: Sequence[str] | None, followed: Iterable[str],
+                   stream_of: Callable[[str], str]) -> list[str]:
+    """The `followed` symbols whose stream (`stream_of`) is among `streams`; all for None.
+
+    A connection's callbacks name streams; each part of stream mode keeps
+    symbols, and acts only on those it follows.
+    """
+    if streams is None:
+        return list(followed)
+    wanted = set(streams)
+    return [s for s in followed if stream_of(s) in wanted]
 
 
 class BookSource(Protocol):

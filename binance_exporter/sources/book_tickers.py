@@ -29,6 +29,7 @@ from binance_exporter.binance.book_ticker_events import (
 from binance_exporter.binance.payloads import PayloadError
 from binance_exporter.market.order_book import NotSynced
 from binance_exporter.market.types import BookTop
+from binance_exporter.sources.base import followed_among
 
 LOG = logging.getLogger(__name__)
 BOOK_TICKER = "bookTicker"
@@ -38,11 +39,6 @@ SUFFIX = "@" + BOOK_TICKER
 def book_ticker_stream(symbol: str) -> str:
     """The bookTicker stream name of `symbol` (stream names are lower case)."""
     return symbol.lower() + SUFFIX
-
-
-def _symbols_of(streams: Sequence[str]) -> list[str]:
-    """The symbols of the bookTicker streams among `streams`, upper case as on REST."""
-    return [s[:-len(SUFFIX)].upper() for s in streams if s.endswith(SUFFIX)]
 
 
 class BookTickers:
@@ -65,31 +61,36 @@ class BookTickers:
             for gone in set(self._latest) - self._wanted:
                 del self._latest[gone]
                 self._tops.pop(gone, None)
+            self._open &= self._wanted
         return [book_ticker_stream(s) for s in symbols]
 
     # Connections (supervisor threads) -----------------------------------------
 
     def on_connect(self, streams: Sequence[str]) -> None:
         """A connection for `streams` opens (before subscribing): its quotes start over."""
-        symbols = _symbols_of(streams)
         with self._lock:
+            symbols = self._symbols_of(streams)
             self._open.update(symbols)
             self._forget(symbols)
 
     def on_disconnect(self, streams: Sequence[str]) -> None:
         """The connection carrying `streams` is lost: its quotes are not live any more."""
-        symbols = _symbols_of(streams)
         with self._lock:
+            symbols = self._symbols_of(streams)
             self._open.difference_update(symbols)
             self._forget(symbols)
         self.on_change()
 
     def on_live(self, streams: Sequence[str]) -> bool:
         """Every SUBSCRIBE of the connection is acknowledged; True when a REST fill is due."""
-        symbols = _symbols_of(streams)
         with self._lock:
+            symbols = self._symbols_of(streams)
             self._to_fill.update(s for s in symbols if s in self._open and s not in self._latest)
             return bool(self._to_fill)
+
+    def _symbols_of(self, streams: Sequence[str]) -> list[str]:
+        """The followed symbols whose bookTicker streams are among `streams` (under the lock)."""
+        return followed_among(streams, self._wanted, book_ticker_stream)
 
     def _forget(self, symbols: list[str]) -> None:
         """Drop the quotes of `symbols` (under the lock)."""

@@ -29,7 +29,7 @@ LOG = logging.getLogger(__name__)
 REFETCH_DELAY = 0.5  # seconds before asking again for a snapshot older than the stream
 
 
-class DepthSnapshots:  # pylint: disable=too-few-public-methods
+class DepthSnapshots:
     """Fetches each due snapshot on the pool and hands it over, if still wanted."""
 
     def __init__(  # pylint: disable=too-many-arguments,too-many-positional-arguments

@@ -34,6 +34,7 @@ from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient
 from binance_exporter.market.order_book import LocalBook, NotSynced, Outcome
 from binance_exporter.market.types import OrderBook
+from binance_exporter.sources.base import followed_among
 from binance_exporter.sources.depth_snapshots import REFETCH_DELAY, DepthSnapshots
 
 LOG = logging.getLogger(__name__)
@@ -131,10 +132,7 @@ class StreamBooks:
 
     def _symbols_of(self, streams: Sequence[str] | None) -> list[str]:
         """The tracked symbols whose depth streams are among `streams` (all for None)."""
-        if streams is None:
-            return list(self._books)
-        wanted = set(streams)
-        return [s for s in self._books if depth_stream(s) in wanted]
+        return followed_among(streams, self._books, depth_stream)
 
     def _start_over(self, symbol: str) -> None:
         """Throw a book away (counted when it was synced); under the lock."""

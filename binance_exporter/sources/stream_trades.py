@@ -32,16 +32,15 @@ from binance_exporter.binance.payloads import PayloadError, parse_agg_trades
 from binance_exporter.binance.trade_events import AGG_TRADE_STREAM, decode_agg_trade
 from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.market.order_book import NotSynced
-from binance_exporter.market.fills import TAKER_SIDES
 from binance_exporter.market.trades import (
     MAX_AGG_TRADES_LIMIT,
-    SideTotals,
     AggTrade,
     TradeFlow,
     gap_possible,
     next_page_params,
 )
 from binance_exporter.model import TradeTotals
+from binance_exporter.sources.base import followed_among
 
 LOG = logging.getLogger(__name__)
 # Events held per symbol while its gap is filled, each a parsed trade with
@@ -182,9 +181,8 @@ class _Follow:
     def totals(self) -> TradeTotals | Exception:
         """The counters, or NotSynced while they are not known to be complete."""
         if self.flow is None:
-            if self.live:  # subscribed, and no trade since
-                return TradeTotals(by_side={side: SideTotals() for side in TAKER_SIDES},
-                                   last_price=None)
+            if self.live:  # subscribed, and no trade since: a flow that has seen none
+                return TradeTotals(by_side=TradeFlow(self.symbol).by_side(), last_price=None)
             return NotSynced(f"{self.symbol}: no aggTrade event yet")
         if not self.synced:
             return NotSynced(f"{self.symbol}: aggTrade counts are being completed")
@@ -262,10 +260,7 @@ class StreamTrades:
 
     def _symbols_of(self, streams: Sequence[str] | None) -> list[str]:
         """The tracked symbols whose aggTrade streams are among `streams` (all for None)."""
-        if streams is None:
-            return list(self._symbols)
-        wanted = set(streams)
-        return [s for s in self._symbols if agg_trade_stream(s) in wanted]
+        return followed_among(streams, self._symbols, agg_trade_stream)
 
     # Events (stream reader thread) -----------------------------------------
 
