@@ -29,12 +29,10 @@ from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.recorder import Recorder
 from binance_exporter.binance.rest import BinanceClient, BinanceError
 from binance_exporter.binance.stream_feed import StreamFeed
-from binance_exporter.binance.trade_events import AGG_TRADE_STREAM
 from binance_exporter.market.types import BookTop, OrderBook
 from binance_exporter.model import StreamView, TradeTotals
-from binance_exporter.sources.book_tickers import SUFFIX as BOOK_TICKER_SUFFIX
 from binance_exporter.sources.book_tickers import BookTickers
-from binance_exporter.sources.stream import DEPTH_STREAM, StreamBooks
+from binance_exporter.sources.stream import StreamBooks
 from binance_exporter.sources.stream_trades import StreamTrades
 from binance_exporter.sources.ticker_table import TICKER_STREAM, TickerTable
 
@@ -79,6 +77,7 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         self._fill_planned = False  # a REST fill of best quotes is on its way
         self._live_at = 0.0  # monotonic time of the latest acknowledgement
         self._stopped = threading.Event()
+        self._handlers: dict[str, Callable[[str, msgspec.Raw], None]] = {}
         self.connections = StreamFeed(url, self._on_data, self._on_connect, watchdog=silence,
                                       on_raw=recorder.message if recorder else None,
                                       on_disconnect=self._on_disconnect, on_live=self._on_live)
@@ -91,23 +90,19 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         depth = self.local.track(books)
         quotes = self.quotes.track(sorted(set(tops)))
         trades = self.trades.track(books if self.follow_trades else [])
+        # Who handles each stream, worked out here once rather than per message.
+        handlers: dict[str, Callable[[str, msgspec.Raw], None]] = {TICKER_STREAM:
+                                                                    self.tickers.on_data}
+        for streams, handler in ((quotes, self.quotes.on_data), (depth, self.local.on_data),
+                                 (trades, self.trades.on_data)):
+            handlers.update(dict.fromkeys(streams, handler))
+        self._handlers = handlers
         self.connections.track([TICKER_STREAM, *quotes, *depth, *trades])
-
-    def _handler(self, stream: str) -> Callable[[str, msgspec.Raw], None] | None:
-        if stream.endswith(BOOK_TICKER_SUFFIX):
-            return self.quotes.on_data
-        if stream.endswith(DEPTH_STREAM):
-            return self.local.on_data
-        if stream.endswith("@" + AGG_TRADE_STREAM):
-            return self.trades.on_data
-        if stream == TICKER_STREAM:
-            return self.tickers.on_data
-        return None
 
     # Connection events (stream threads) ---------------------------------------
 
     def _on_data(self, stream: str, data: msgspec.Raw) -> None:
-        handler = self._handler(stream)
+        handler = self._handlers.get(stream)
         if handler is not None:
             handler(stream, data)
 
@@ -122,7 +117,7 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
             part.on_disconnect(streams)
 
     def _on_live(self, streams: list[str]) -> None:
-        """Every SUBSCRIBE of a connection is acknowledged: snapshots and fills may start."""
+        """A SUBSCRIBE is acknowledged: its streams' snapshots and fills may start."""
         for part in (self.local, self.trades, self.tickers):
             part.on_live(streams)
         with self._fill_lock:
