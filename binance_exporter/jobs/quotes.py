@@ -270,7 +270,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
             else:
                 values[symbol] = spread(top)  # type: ignore[assignment]  # checked above
                 ratios[symbol] = spread_ratio(top)  # type: ignore[assignment]
-        error = NotSynced(f"order books not in sync: {', '.join(not_synced)}") if not_synced \
+        error = NotSynced(f"no live best quotes: {', '.join(not_synced)}") if not_synced \
             else None
         return Spreads(values, ratios, error, rates=self.reference.rates(tops))
 
