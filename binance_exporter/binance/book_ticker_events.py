@@ -13,21 +13,22 @@ from typing import Any
 
 import msgspec
 
-from binance_exporter.binance.payloads import PayloadError, to_decimal
+from binance_exporter.binance.payloads import PayloadError, plain_decimals, to_decimal
 from binance_exporter.market.types import BookTop
 
 SEEDED = -1  # the update id of a quote taken from REST, older than any event
 
 
 class BookTickerEvent(msgspec.Struct, frozen=True, gc=False):
-    """One bookTicker event (binance-api.md §4.4); it has no event type or time."""
+    """One bookTicker event (binance-api.md §4.4); it has no event type or time.
+
+    The quantities at the best prices (`B`, `A`) are skipped: no answer uses them.
+    """
 
     update_id: int = msgspec.field(name="u")
     symbol: str = msgspec.field(name="s")
     bid_price: str = msgspec.field(name="b")
-    bid_qty: str = msgspec.field(name="B")
     ask_price: str = msgspec.field(name="a")
-    ask_qty: str = msgspec.field(name="A")
 
 
 _DECODER = msgspec.json.Decoder(BookTickerEvent)
@@ -46,14 +47,12 @@ def to_top(event: BookTickerEvent) -> BookTop:
 
     A price of 0 is Binance's way of saying a side is empty, as on REST.
     """
-    what = f"bookTicker {event.symbol}"
-    return BookTop(
-        symbol=event.symbol,
-        bid_price=to_decimal(event.bid_price, f"{what} b"),
-        bid_qty=to_decimal(event.bid_qty, f"{what} B"),
-        ask_price=to_decimal(event.ask_price, f"{what} a"),
-        ask_qty=to_decimal(event.ask_qty, f"{what} A"),
-    )
+    texts = (event.bid_price, event.ask_price)
+    values = plain_decimals(texts)
+    if values is None:  # one is wrong: to_decimal names it and raises
+        values = [to_decimal(text, f"bookTicker {event.symbol} {key}")
+                  for key, text in zip("ba", texts)]
+    return BookTop(event.symbol, *values)
 
 
 def seed_events(payload: Any) -> list[BookTickerEvent]:
@@ -64,8 +63,7 @@ def seed_events(payload: Any) -> list[BookTickerEvent]:
     for item in payload:
         try:
             symbol = item["symbol"]
-            event = BookTickerEvent(SEEDED, symbol, item["bidPrice"], item["bidQty"],
-                                    item["askPrice"], item["askQty"])
+            event = BookTickerEvent(SEEDED, symbol, item["bidPrice"], item["askPrice"])
         except (KeyError, TypeError) as exc:
             raise PayloadError(f"ticker/bookTicker: malformed entry: {exc}") from exc
         if not isinstance(symbol, str):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 import json
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Sequence
 
 import msgspec
 
@@ -59,6 +59,21 @@ def _show(value: Any, limit: int = 40) -> str:
     """A value's repr, clipped so that one error stays one short line."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def plain_decimals(texts: Sequence[str]) -> list[Decimal] | None:
+    """The Decimals of `texts` when every one is plain decimal text, else None.
+
+    The fast path for a whole market's quotes: plain text of at most 20
+    integer digits is finite, at least 0 and below `MAX_DECIMAL` by its very
+    shape, so `to_decimal`'s other checks cannot fail. On None, `to_decimal`
+    on each text says which one is wrong and why.
+    """
+    match = _DECIMAL_TEXT.match
+    for text in texts:
+        if not (isinstance(text, str) and match(text)):
+            return None
+    return list(map(Decimal, texts))
 
 
 def to_decimal(value: Any, what: str, *, positive: bool = False) -> Decimal:
@@ -234,9 +249,7 @@ def parse_book_tickers(payload: Any) -> dict[str, BookTop]:
         tops[symbol] = BookTop(
             symbol=symbol,
             bid_price=to_decimal(_field(item, "bidPrice", what), f"{what} bidPrice"),
-            bid_qty=to_decimal(_field(item, "bidQty", what), f"{what} bidQty"),
             ask_price=to_decimal(_field(item, "askPrice", what), f"{what} askPrice"),
-            ask_qty=to_decimal(_field(item, "askQty", what), f"{what} askQty"),
         )
     return tops
 

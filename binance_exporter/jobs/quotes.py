@@ -37,11 +37,10 @@ from binance_exporter.market.quotes import (
     book_problem,
     quote_problem,
     side_notional,
-    spread,
+    spread_and_ratio,
     spread_deltas,
-    spread_ratio,
 )
-from binance_exporter.market.types import OrderBook
+from binance_exporter.market.types import BookTop, OrderBook
 from binance_exporter.market.vwap import VwapTracker
 from binance_exporter.model import RANKINGS, SPREADS, Answers, SideNotional, Snapshot, SnapshotStore
 from binance_exporter.sources.base import BookSource, NotSynced
@@ -103,6 +102,20 @@ def book_notional(book: OrderBook, levels: int, store: SnapshotStore) -> SideNot
     )
 
 
+Measured = tuple[BookTop, tuple[Decimal, Decimal] | str]  # a quote, and its spread or problem
+
+
+def _measured(top: BookTop, known: Measured | None, into: dict[str, Measured],
+              ) -> tuple[Decimal, Decimal] | str:
+    """(spread, spread/mid) of `top`, or why it has none; computed again only when
+    `top` is not the quote `known` was measured from. The result goes into `into`."""
+    if known is None or known[0] is not top:
+        known = top, (quote_problem(top.bid_price, top.ask_price)
+                      or spread_and_ratio(top))  # type: ignore[assignment]
+    into[top.symbol] = known
+    return known[1]
+
+
 class QuotesJob:  # pylint: disable=too-many-instance-attributes
     """Measures books and quotes and publishes them with the deltas and VWAP averages."""
 
@@ -122,6 +135,9 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         self.config = config
         self._clock = clock
         self._reported: dict[str, Decimal] = {}  # the spreads the last delta was taken from
+        # Each symbol's last quote and what was measured from it: a whole-market
+        # publish measures again only the symbols whose quotes changed.
+        self._measured: dict[str, Measured] = {}
         self._vwaps = VwapTracker(config.depth_levels)
         self.reference = ReferencePrices(config.reference_asset, store, convert_also)
         self._books_also = tuple(convert_also)
@@ -259,17 +275,18 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         values: dict[str, Decimal] = {}
         ratios: dict[str, Decimal] = {}
         not_synced: list[str] = []
+        measured = {}
         for symbol in symbols:
             top = tops.get(symbol)
             if top is None:  # left out of the answer: no longer listed
                 self.store.skip(SPREADS, INVALID_SYMBOL)
             elif isinstance(top, Exception):
                 not_synced.append(symbol)
-            elif (problem := quote_problem(top.bid_price, top.ask_price)) is not None:
-                self.store.skip(SPREADS, problem)
+            elif isinstance(result := _measured(top, self._measured.get(symbol), measured), str):
+                self.store.skip(SPREADS, result)
             else:
-                values[symbol] = spread(top)  # type: ignore[assignment]  # checked above
-                ratios[symbol] = spread_ratio(top)  # type: ignore[assignment]
+                values[symbol], ratios[symbol] = result
+        self._measured = measured  # symbols followed no more are forgotten
         error = NotSynced(f"no live best quotes: {', '.join(not_synced)}") if not_synced \
             else None
         return Spreads(values, ratios, error, rates=self.reference.rates(tops))

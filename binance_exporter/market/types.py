@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Mapping, Sequence
 
+import msgspec
+
 TRADING = "TRADING"
 QUOTE_VOLUME = "quoteVolume"
 BASE_VOLUME = "volume"
@@ -64,12 +66,17 @@ class OrderBook:
     asks_cut: bool = False
 
 
-@dataclass(frozen=True)
-class BookTop:
-    """Best bid and ask from `ticker/bookTicker` (price 0 means an empty side)."""
+class BookTop(msgspec.Struct, frozen=True, gc=False):
+    """Best bid and ask from `ticker/bookTicker` (price 0 means an empty side).
+
+    A struct out of the garbage collector's sight, not a dataclass like its
+    neighbours: a whole-market publish makes thousands a second, each lives
+    until its symbol's next quote, and as collector-tracked objects they made
+    its full collections, and with them pauses of the page, tens of
+    milliseconds long. It holds no references that could make a cycle.
+    The quantities at the best prices are left out: no answer uses them.
+    """
 
     symbol: str
     bid_price: Decimal
-    bid_qty: Decimal
     ask_price: Decimal
-    ask_qty: Decimal

@@ -26,7 +26,7 @@ SYMBOLS = {s.symbol: s for s in (
 
 def top(symbol: str, bid: str, ask: str) -> BookTop:
     """Best quotes with a quantity of 1 on each side."""
-    return BookTop(symbol, D(bid), D(1), D(ask), D(1))
+    return BookTop(symbol, D(bid), D(ask))
 
 
 TOPS = {

@@ -2,12 +2,13 @@
 
 import json
 import unittest
-from decimal import Decimal as D
+from decimal import Decimal as D, localcontext
 from pathlib import Path
 
 from binance_exporter.binance import payloads, weights
 from binance_exporter.binance.payloads import PayloadError
 from binance_exporter.market import quotes, rankings, types
+from binance_exporter.market.numbers import CONTEXT
 from binance_exporter.market.types import BookTop, SymbolInfo, Ticker24h
 
 FIXTURES = (Path(__file__).resolve().parents[3] / "shared" / "fixtures"
@@ -119,14 +120,23 @@ class SpreadTest(unittest.TestCase):
     @staticmethod
     def top(bid: str, ask: str) -> BookTop:
         """A best bid/ask pair."""
-        return BookTop("X", D(bid), D("1"), D(ask), D("1"))
+        return BookTop("X", D(bid), D(ask))
 
     def test_spread_is_exact(self):
-        self.assertEqual(quotes.spread(self.top("60650.00", "60650.01")), D("0.01"))
+        self.assertEqual(quotes.spread_and_ratio(self.top("60650.00", "60650.01"))[0],
+                         D("0.01"))
 
     def test_ratio_is_spread_over_mid(self):
         # spread 2, mid 100
-        self.assertEqual(quotes.spread_ratio(self.top("99", "101")), D("0.02"))
+        self.assertEqual(quotes.spread_and_ratio(self.top("99", "101")), (D("2"), D("0.02")))
+
+    def test_ratio_rounds_at_the_policy_precision_only(self):
+        # spread 1, mid 1.5: a true division, rounded at the 60th digit as CONTEXT says
+        with localcontext(CONTEXT):
+            expected = D(1) / (D(3) / 2)
+        ratio = quotes.spread_and_ratio(self.top("1", "2"))[1]
+        self.assertEqual(ratio, expected)
+        self.assertEqual(len(ratio.as_tuple().digits), 60)
 
     def test_empty_one_sided_crossed_and_locked_have_no_spread(self):
         self.assertEqual(quotes.quote_problem(D(0), D(0)), quotes.EMPTY)
@@ -134,8 +144,8 @@ class SpreadTest(unittest.TestCase):
         self.assertEqual(quotes.quote_problem(D(5), D(0)), quotes.ONE_SIDED)
         self.assertEqual(quotes.quote_problem(D(6), D(5)), quotes.CROSSED)
         self.assertEqual(quotes.quote_problem(D(5), D(5)), quotes.CROSSED)
-        self.assertIsNone(quotes.spread(self.top("6", "5")))
-        self.assertIsNone(quotes.spread_ratio(self.top("0", "5")))
+        self.assertIsNone(quotes.spread_and_ratio(self.top("6", "5")))
+        self.assertIsNone(quotes.spread_and_ratio(self.top("0", "5")))
 
     def test_deltas_are_absolute_and_zero_for_new_symbols(self):
         previous = {"A": D("0.03"), "B": D("0.01")}
@@ -177,7 +187,7 @@ class RecordedAnswersTest(unittest.TestCase):
 
     def test_book_ticker(self):
         tops = payloads.parse_book_tickers(fixture("book_ticker_BTCUSDT.json"))
-        self.assertEqual(quotes.spread(tops["BTCUSDT"]), D("0.01"))
+        self.assertEqual(quotes.spread_and_ratio(tops["BTCUSDT"])[0], D("0.01"))
 
 
 class MalformedPayloadTest(unittest.TestCase):

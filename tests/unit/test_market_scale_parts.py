@@ -27,7 +27,7 @@ from binance_exporter.config import (
 from binance_exporter.jobs.analytics import AnalyticsJob
 from binance_exporter.jobs.rankings import RankingsJob
 from binance_exporter.market.order_book import NotSynced
-from binance_exporter.market.types import OrderBook
+from binance_exporter.market.types import BookTop, OrderBook
 from binance_exporter.model import SnapshotStore
 from binance_exporter.sources.book_tickers import BookTickers, book_ticker_stream
 from binance_exporter.sources.ticker_table import TICKER_STREAM, TickerTable
@@ -70,8 +70,7 @@ class BookTickersTest(unittest.TestCase):
         self.quotes.on_data(self.streams[0], quote("BTCUSDT", 5, "100.01", "100.02"))
         self.quotes.on_data(self.streams[0], quote("BTCUSDT", 4, "99", "105"))
         top = self.top("BTCUSDT")
-        self.assertEqual((top.bid_price, top.ask_price, top.ask_qty),
-                         (D("100.01"), D("100.02"), D(2)))
+        self.assertEqual(top, BookTop("BTCUSDT", D("100.01"), D("100.02")))
         self.assertEqual(self.quotes.counts(), (2, 1))
 
     def test_a_drop_takes_the_quotes_away_at_once(self):

@@ -174,16 +174,17 @@ class BookTickerRuleTest(ParseRuleCase):
 
     def test_documented_example_alone_and_in_an_array(self):
         for payload in (BOOK_TICKER, [BOOK_TICKER]):
-            self.assertEqual(payloads.parse_book_tickers(payload)["LTCBTC"].ask_qty,
-                             D("9.00000000"))
+            self.assertEqual(payloads.parse_book_tickers(payload)["LTCBTC"].ask_price,
+                             D(BOOK_TICKER["askPrice"]))
 
     def test_zero_price_is_an_empty_side(self):
         empty_bids = {**BOOK_TICKER, "bidPrice": "0.00000000", "bidQty": "0.00000000"}
         self.assertEqual(payloads.parse_book_tickers([empty_bids])["LTCBTC"].bid_price, D(0))
 
-    def test_negative_price_or_quantity_is_refused(self):
-        self.assert_refused(payloads.parse_book_tickers,
-                            [{**BOOK_TICKER, "bidPrice": "-4"}], [{**BOOK_TICKER, "askQty": "-9"}])
+    def test_negative_price_is_refused(self):
+        # The quantities are not read: no answer uses them.
+        self.assert_refused(payloads.parse_book_tickers, [{**BOOK_TICKER, "bidPrice": "-4"}],
+                            [{**BOOK_TICKER, "askPrice": "-9"}])
 
     def test_nan_price_is_refused(self):
         self.assert_refused(payloads.parse_book_tickers, [{**BOOK_TICKER, "askPrice": "NaN"}])
