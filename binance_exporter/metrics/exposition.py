@@ -48,6 +48,7 @@ from binance_exporter.metrics.api import ApiCollector
 from binance_exporter.metrics.exporter import ExporterCollector
 from binance_exporter.metrics.market import MarketCollector
 from binance_exporter.metrics.stream import StreamCollector
+from binance_exporter.metrics.symbol_lines import SymbolLines
 from binance_exporter.model import Snapshot, StreamView
 
 LOG = logging.getLogger(__name__)
@@ -100,15 +101,16 @@ class _Part:
         return head + tail.compress(live) + tail.flush()
 
 
-def _snapshot_registry(snapshot: Snapshot) -> CollectorRegistry:
-    """The snapshot-derived collectors, all reading this one snapshot."""
+def _snapshot_registry(snapshot: Snapshot, per_symbol: bool = True) -> CollectorRegistry:
+    """The snapshot-derived collectors, all reading this one snapshot; without the
+    per-symbol families (`SymbolLines` renders them) unless `per_symbol`."""
 
     def pinned() -> Snapshot:
         return snapshot
 
     registry = CollectorRegistry()
     registry.register(ExporterCollector(pinned))
-    registry.register(MarketCollector(pinned))
+    registry.register(MarketCollector(pinned, per_symbol=per_symbol))
     registry.register(AnalyticsCollector(pinned))
     return registry
 
@@ -147,6 +149,7 @@ class Exposition:  # pylint: disable=too-many-instance-attributes
         self._wanted: dict[tuple[str, bool], Encoder] = {}  # pages to render in the background
         self._refresh = threading.Condition()
         self._refresher: threading.Thread | None = None
+        self._lines = SymbolLines()
         self.renders = 0
 
     def render(self, accept: str, accept_encoding: str, query: str) -> tuple[bytes, dict[str, str]]:
@@ -222,11 +225,19 @@ class Exposition:  # pylint: disable=too-many-instance-attributes
                 self._cached_snapshot, self._parts = snapshot, {}
             part = self._parts.get(content_type)
             if part is None:
-                part = _Part(_without_eof(encoder, _snapshot_registry(snapshot)))
+                part = _Part(self._snapshot_part(snapshot, encoder, content_type))
                 self.renders += 1
                 if len(self._parts) < MAX_CACHED_FORMATS:
                     self._parts[content_type] = part
             return snapshot, part
+
+    def _snapshot_part(self, snapshot: Snapshot, encoder: Encoder, content_type: str) -> bytes:
+        """The snapshot's families: the per-symbol ones from their kept lines, the
+        others (and every one in a format whose lines cannot be kept) by the library."""
+        lines = self._lines.render(snapshot.answers, encoder, content_type)
+        if lines is None:
+            return _without_eof(encoder, _snapshot_registry(snapshot))
+        return _without_eof(encoder, _snapshot_registry(snapshot, per_symbol=False)) + lines
 
     def _filtered(self, encoder: Encoder, names: list[str]) -> bytes:
         """Only the named samples, rendered for this scrape alone."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from decimal import Decimal
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from prometheus_client.core import Metric
 
-from binance_exporter.metrics.families import CACHED, FamilyCollector, gauge
+from binance_exporter.market.numbers import ZERO
+from binance_exporter.market.types import SymbolInfo
+from binance_exporter.metrics.families import CACHED, Family, FamilyCollector, gauge
 from binance_exporter.model import Answers, Snapshot
 
 SYMBOL_INFO = gauge(
@@ -87,6 +90,49 @@ VWAP_AVERAGE = gauge(
 )
 
 
+# The families with a series per followed symbol: thousands of series each with
+# `--spread-symbols all`, most of the page. The exposition keeps their lines
+# between pages (`metrics.symbol_lines`); `per_symbol_series` says what they show.
+PER_SYMBOL = (SYMBOL_INFO, SPREAD, SPREAD_RATIO, SPREAD_DELTA)
+
+
+class SymbolSeries(NamedTuple):
+    """A `PER_SYMBOL` family's series: one per symbol, in page order.
+
+    `state(symbol)` is what the symbol's line shows, and `sample(symbol,
+    state)` its label values and value; a line need only be written again
+    when its state changed. The exposition calls these for thousands of
+    symbols per page, so nothing here builds a series before it is asked for.
+    """
+
+    family: Family
+    symbols: Sequence[str]
+    state: Callable[[str], object]
+    sample: Callable[[str, Any], tuple[tuple[str, ...], float]]
+
+
+def _info_sample(_symbol: str, info: SymbolInfo) -> tuple[tuple[str, ...], float]:
+    return (info.symbol, info.base_asset, info.quote_asset, info.status), 1.0
+
+
+def _value_sample(symbol: str, value: Decimal) -> tuple[tuple[str, ...], float]:
+    return (symbol,), float(value)
+
+
+def per_symbol_series(answers: Answers) -> list[SymbolSeries]:
+    """The series of each `PER_SYMBOL` family, ordered by symbol."""
+    spreads = sorted(answers.spreads)
+    deltas = answers.deltas
+    return [
+        SymbolSeries(SYMBOL_INFO, sorted(answers.symbols), answers.symbols.__getitem__,
+                     _info_sample),
+        SymbolSeries(SPREAD, spreads, answers.spreads.__getitem__, _value_sample),
+        SymbolSeries(SPREAD_RATIO, spreads, answers.spread_ratios.__getitem__, _value_sample),
+        SymbolSeries(SPREAD_DELTA, spreads, lambda symbol: deltas.get(symbol, ZERO),
+                     _value_sample),
+    ]
+
+
 class MarketCollector(FamilyCollector):
     """The snapshot's answers; no family at all before the first answers.
 
@@ -106,26 +152,39 @@ class MarketCollector(FamilyCollector):
         binance_spread_delta{symbol="BTCUSDT"} 0.0
         binance_vwap_price{symbol="BTCUSDT"} 50000.5
         binance_vwap_price_average{symbol="BTCUSDT",window="30s"} 50000.1
+
+    With `per_symbol=False` it leaves out the `PER_SYMBOL` families, which
+    the exposition then renders from `per_symbol_series` itself.
     """
 
     families = (SYMBOL_INFO, RANK, QUOTE_VOLUME, TRADES, NOTIONAL, NOTIONAL_REFERENCE,
                 REFERENCE_PRICE, SPREAD, SPREAD_RATIO, SPREAD_DELTA, VWAP, VWAP_AVERAGE)
 
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, snapshot: Callable[[], Snapshot], per_symbol: bool = True) -> None:
         self._snapshot = snapshot
+        self._per_symbol = per_symbol
 
     def collect(self) -> Iterator[Metric]:
         answers = self._snapshot().answers
-        if answers is not None:
-            yield from _rankings(answers)
-            yield from _books(answers)
+        if answers is None:
+            return
+        series = per_symbol_series(answers) if self._per_symbol else []
+        yield from (_filled(one) for one in series if one.family is SYMBOL_INFO)
+        yield from _rankings(answers)
+        yield from _notional(answers)
+        yield from (_filled(one) for one in series if one.family is not SYMBOL_INFO)
+        yield from _vwaps(answers)
+
+
+def _filled(series: SymbolSeries) -> Metric:
+    metric = series.family.new()
+    for symbol in series.symbols:
+        labels, value = series.sample(symbol, series.state(symbol))
+        metric.add_metric(list(labels), value)
+    return metric
 
 
 def _rankings(answers: Answers) -> Iterator[Metric]:
-    info = SYMBOL_INFO.new()
-    for symbol in sorted(answers.symbols.values(), key=lambda s: s.symbol):
-        info.add_metric([symbol.symbol, symbol.base_asset, symbol.quote_asset, symbol.status], 1)
-    yield info
     rank, quote_volume, trades = RANK.new(), QUOTE_VOLUME.new(), TRADES.new()
     # `answers.symbols` holds only this shard's symbols: with --shard, each
     # ranked symbol is exported by exactly one exporter.
@@ -140,7 +199,7 @@ def _rankings(answers: Answers) -> Iterator[Metric]:
     yield from (rank, quote_volume, trades)
 
 
-def _books(answers: Answers) -> Iterator[Metric]:
+def _notional(answers: Answers) -> Iterator[Metric]:
     for family, values in ((NOTIONAL, answers.notional),
                            (NOTIONAL_REFERENCE, answers.notional_reference)):
         notional = family.new()
@@ -154,12 +213,9 @@ def _books(answers: Answers) -> Iterator[Metric]:
     for asset, rate in sorted(answers.reference_prices.items()):
         prices.add_metric([asset], float(rate))
     yield prices
-    spread, ratio, delta = SPREAD.new(), SPREAD_RATIO.new(), SPREAD_DELTA.new()
-    for symbol, value in sorted(answers.spreads.items()):
-        spread.add_metric([symbol], float(value))
-        ratio.add_metric([symbol], float(answers.spread_ratios[symbol]))
-        delta.add_metric([symbol], float(answers.deltas.get(symbol, 0)))
-    yield from (spread, ratio, delta)
+
+
+def _vwaps(answers: Answers) -> Iterator[Metric]:
     vwap, average = VWAP.new(), VWAP_AVERAGE.new()
     for symbol, price in sorted(answers.vwap.items()):
         vwap.add_metric([symbol], float(price))

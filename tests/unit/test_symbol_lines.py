@@ -1,0 +1,127 @@
+"""The per-symbol families' kept lines: the library's page, family for family, in every format."""
+
+import unittest
+from dataclasses import replace
+from decimal import Decimal as D
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from binance_exporter.binance.rest import ApiStats
+from binance_exporter.market.types import SymbolInfo
+from binance_exporter.metrics.exposition import build_exposition
+from binance_exporter.metrics.market import PER_SYMBOL, MarketCollector
+from binance_exporter.metrics.symbol_lines import SymbolLines
+from binance_exporter.model import Answers, Snapshot
+
+STATS = ApiStats({}, 0, 6000, 0.0)
+# What a scraper may negotiate: both formats, each escaping scheme of names.
+ACCEPTS = (
+    "",
+    "text/plain; version=1.0.0; escaping=allow-utf-8",
+    "text/plain; version=1.0.0; escaping=dots",
+    "application/openmetrics-text; version=1.0.0",
+    "application/openmetrics-text; version=1.0.0; escaping=dots",
+    "application/openmetrics-text; version=1.0.0; escaping=values",
+    "application/openmetrics-text; version=1.0.0; escaping=allow-utf-8",
+)
+# Label values a line must escape as the library does (real symbols never have them).
+ODD = 'A"B\\C\nD'
+
+
+def answers(spreads: dict[str, str], status: str = "TRADING") -> Answers:
+    """Answers following `spreads` (symbol: spread), with ratios, deltas and infos from it."""
+    values = {s: D(v) for s, v in spreads.items()}
+    return Answers(
+        symbols={s: SymbolInfo(s, s[:3], s[3:], status) for s in spreads},
+        top_btc=(), top_usdt=(), notional={}, spread_symbols=tuple(spreads),
+        spreads=values,
+        spread_ratios={s: v / 1000 for s, v in values.items()},
+        # Some without a delta (0 on the page), one big enough for Go's exponent form.
+        deltas={s: v * 10**9 for s, v in list(values.items())[::2]},
+    )
+
+
+def families(page: bytes) -> dict[str, str]:
+    """A page's text by family (from its HELP line to the next), OpenMetrics' EOF apart."""
+    found: dict[str, list[str]] = {}
+    name = None
+    for line in page.decode().splitlines(keepends=True):
+        if line == "# EOF\n":
+            continue
+        if line.startswith("# HELP "):
+            name = line.split(" ", 3)[2]
+            found[name] = []
+        found[name].append(line)
+    return {name: "".join(lines) for name, lines in found.items()}
+
+
+def library_page(accept: str, snapshot: Snapshot) -> dict[str, str]:
+    """The market families exactly as prometheus_client renders them."""
+    registry = CollectorRegistry()
+    registry.register(MarketCollector(lambda: snapshot))
+    return families(choose_encoder(accept)[0](registry))
+
+
+class KeptLinesTest(unittest.TestCase):
+    """The exposition's page holds exactly the library's per-symbol families."""
+
+    def assert_library_page(self, exposition, accept: str, snapshot: Snapshot) -> None:
+        """Every market family of the served page equals the library's rendering."""
+        served = families(exposition.render(accept, "", "")[0])
+        expected = library_page(accept, snapshot)
+        self.assertTrue(expected)
+        for name, text in expected.items():
+            self.assertEqual(served.get(name), text, f"{name} in {accept!r}")
+
+    def test_every_format_and_every_change(self):
+        first = {"BTCUSDT": "0.01", "ETHBTC": "0.000001", ODD: "12345678.9", "LTCUSDT": "1"}
+        steps = [
+            first,
+            {**first, "BTCUSDT": "0.02"},  # a value changes
+            {s: v for s, v in first.items() if s != "ETHBTC"},  # a symbol leaves
+            {**first, "NEWUSDT": "3.5"},  # a symbol comes
+        ]
+        for accept in ACCEPTS:
+            # The kept lines serve this format (the library is not standing in).
+            self.assertIsNotNone(SymbolLines().render(answers(first), *choose_encoder(accept)))
+            current = [Snapshot(answers=answers(steps[0]))]  # what the page shows next
+            exposition = build_exposition(lambda shown=current: shown[0], lambda: STATS,
+                                          max_lag=0.0)
+            for step in steps:
+                current[0] = Snapshot(answers=answers(step))
+                with self.subTest(accept=accept, symbols=sorted(step)):
+                    self.assert_library_page(exposition, accept, current[0])
+            # Only the labels change: the info line follows them.
+            current[0] = Snapshot(answers=answers(steps[-1], status="BREAK"))
+            self.assert_library_page(exposition, accept, current[0])
+
+    def test_nothing_before_the_first_answers(self):
+        exposition = build_exposition(Snapshot, lambda: STATS)
+        page = families(exposition.render("", "", "")[0])
+        self.assertFalse({family.name for family in PER_SYMBOL} & set(page))
+
+    def test_a_line_is_written_again_only_when_its_value_changed(self):
+        lines = SymbolLines()
+        encoder, content_type = choose_encoder("")
+        before = answers({"BTCUSDT": "0.01", "ETHBTC": "0.02"})
+        first = lines.render(before, encoder, content_type)
+        kept = lines._kept[content_type]  # pylint: disable=protected-access
+        spread_lines = next(k for f, k in kept.items() if f.name == "binance_spread").lines
+        eth = spread_lines["ETHBTC"]
+        after = replace(before, spreads={**before.spreads, "BTCUSDT": D("0.03")})
+        second = lines.render(after, encoder, content_type)
+        self.assertIs(spread_lines["ETHBTC"], eth)  # the same bytes object, not rewritten
+        self.assertIn(b'binance_spread{symbol="BTCUSDT"} 0.03\n', second)
+        self.assertNotEqual(first, second)
+
+    def test_a_format_whose_line_cannot_be_cut_is_left_to_the_library(self):
+        def stamped(registry: CollectorRegistry) -> bytes:
+            # A format that writes something after the value: no template.
+            return choose_encoder("")[0](registry).replace(b" 0.0\n", b" 0.0 1700000000\n")
+
+        self.assertIsNone(SymbolLines().render(answers({"BTCUSDT": "1"}), stamped, "odd"))
+
+
+if __name__ == "__main__":
+    unittest.main()
