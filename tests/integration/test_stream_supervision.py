@@ -7,6 +7,7 @@ measure pacing on the wall clock, so they live with the integration tests.
 from __future__ import annotations
 
 import json
+import statistics
 import threading
 import time
 import unittest
@@ -15,21 +16,27 @@ import msgspec
 
 from binance_exporter.binance.stream_feed import StreamFeed
 from binance_exporter.binance.websocket import StreamSupervisor
-from binance_exporter.jobs.republisher import PUBLISH_INTERVAL, Republisher
+from binance_exporter.jobs.republisher import PUBLISH_INTERVAL, PUBLISH_SHARE, Republisher
 from tests.support import wait_until
 
 
 class TimedRefresher:
     """Stands in for the quotes job: records when each publish started."""
 
-    def __init__(self, takes: float) -> None:
+    def __init__(self, takes: float, busy: bool = True) -> None:
         self.takes = takes
+        self.busy = busy  # spends `takes` on the CPU; else waits it out asleep
         self.started: list[float] = []
 
     def refresh_books(self) -> None:
         """A publish that lasts `takes` seconds."""
         self.started.append(time.monotonic())
-        time.sleep(self.takes)
+        if not self.busy:
+            time.sleep(self.takes)
+            return
+        start = time.thread_time()
+        while time.thread_time() - start < self.takes:
+            pass
 
 
 class RepublisherTest(unittest.TestCase):
@@ -64,11 +71,20 @@ class RepublisherTest(unittest.TestCase):
         self.assertTrue(all(gap >= PUBLISH_INTERVAL * 0.99 for gap in gaps), gaps)
 
     def test_slow_publishes_keep_their_share(self):
-        refresher = TimedRefresher(0.05)  # 50 ms each: then 450 ms of rest
+        refresher = TimedRefresher(0.05)  # 50 ms of CPU each, then the rest of the share
         self.run_for(refresher, 1.0, changing=True)
         gaps = [b - a for a, b in zip(refresher.started, refresher.started[1:])]
-        self.assertGreaterEqual(len(refresher.started), 1)
-        self.assertTrue(all(gap >= 0.5 * 0.99 for gap in gaps), gaps)
+        self.assertGreaterEqual(len(refresher.started), 2)
+        self.assertTrue(all(gap >= 0.05 / PUBLISH_SHARE * 0.99 for gap in gaps), gaps)
+
+    def test_a_publish_waiting_for_the_gil_costs_only_its_cpu(self):
+        # 50 ms of waiting and no CPU: the next starts on the interval, not a share later.
+        refresher = TimedRefresher(0.05, busy=False)
+        self.run_for(refresher, 1.0, changing=True)
+        gaps = [b - a for a, b in zip(refresher.started, refresher.started[1:])]
+        self.assertGreaterEqual(len(gaps), 3)
+        self.assertTrue(all(gap >= PUBLISH_INTERVAL * 0.99 for gap in gaps), gaps)
+        self.assertLess(statistics.median(gaps), 0.05 / PUBLISH_SHARE * 0.9, gaps)
 
 
 def QUICK(_failures: int) -> float:  # pylint: disable=invalid-name
