@@ -9,11 +9,12 @@ and building Decimals for them would be most of the cost.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import msgspec
 
-from binance_exporter.binance.payloads import PayloadError, plain_decimals, to_decimal
+from binance_exporter.binance.payloads import PayloadError, is_plain_decimal, to_decimal
 from binance_exporter.market.types import BookTop
 
 SEEDED = -1  # the update id of a quote taken from REST, older than any event
@@ -47,12 +48,12 @@ def to_top(event: BookTickerEvent) -> BookTop:
 
     A price of 0 is Binance's way of saying a side is empty, as on REST.
     """
-    texts = (event.bid_price, event.ask_price)
-    values = plain_decimals(texts)
-    if values is None:  # one is wrong: to_decimal names it and raises
-        values = [to_decimal(text, f"bookTicker {event.symbol} {key}")
-                  for key, text in zip("ba", texts)]
-    return BookTop(event.symbol, *values)
+    bid, ask = event.bid_price, event.ask_price
+    if is_plain_decimal(bid) and is_plain_decimal(ask):
+        return BookTop(event.symbol, Decimal(bid), Decimal(ask))
+    # One is wrong: to_decimal names it and raises.
+    return BookTop(event.symbol, to_decimal(bid, f"bookTicker {event.symbol} b"),
+                   to_decimal(ask, f"bookTicker {event.symbol} a"))
 
 
 def seed_events(payload: Any) -> list[BookTickerEvent]:

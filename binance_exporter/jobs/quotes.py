@@ -110,8 +110,9 @@ def _measured(top: BookTop, known: Measured | None, into: dict[str, Measured],
     """(spread, spread/mid) of `top`, or why it has none; computed again only when
     `top` is not the quote `known` was measured from. The result goes into `into`."""
     if known is None or known[0] is not top:
-        known = top, (quote_problem(top.bid_price, top.ask_price)
-                      or spread_and_ratio(top))  # type: ignore[assignment]
+        both = spread_and_ratio(top)
+        known = top, (both if both is not None
+                      else quote_problem(top.bid_price, top.ask_price))  # type: ignore[assignment]
     into[top.symbol] = known
     return known[1]
 

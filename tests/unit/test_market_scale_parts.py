@@ -114,6 +114,10 @@ class BookTickersTest(unittest.TestCase):
         self.assertIsInstance(self.top("BTCUSDT"), NotSynced)
         self.quotes.on_data(self.streams[0], quote("BTCUSDT", 2, "NaN", "1"))
         self.assertIsInstance(self.top("BTCUSDT"), PayloadError)
+        self.quotes.on_data(self.streams[0], quote("BTCUSDT", 3, "1", "1e5"))  # not plain text
+        self.assertIsInstance(self.top("BTCUSDT"), PayloadError)
+        self.quotes.on_data(self.streams[0], quote("BTCUSDT", 4, "1", "2"))
+        self.assertEqual(self.top("BTCUSDT"), BookTop("BTCUSDT", D(1), D(2)))
         with self.assertRaises(PayloadError):
             seed_events({"symbol": "BTCUSDT"})
         with self.assertRaises(PayloadError):
