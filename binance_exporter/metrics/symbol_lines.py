@@ -13,13 +13,14 @@ with one sample whose label values are markers, and the line is cut at the
 markers. So names, label order and escaping scheme are the library's in
 every format a scraper can negotiate; only the two steps the library applies
 to every sample in both of its encoders are done here: a label value's
-backslash, newline and quote escaped, and the value written by
-`floatToGoString`. A format whose line does not cut cleanly is rendered by
+backslash, newline and quote escaped, and the value written as
+`floatToGoString` writes it. A format whose line does not cut cleanly is rendered by
 the library instead (`render` returns None).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Callable, Sequence
 
@@ -41,6 +42,20 @@ PROBE_VALUE = 0.0  # the template sample's value, written "0.0" by floatToGoStri
 MAX_FORMATS = 4
 PRUNE_SLACK = 64  # symbols gone from the page that a family's lines may keep
 _NONE = object()  # the state of a line not written yet: equal to no state
+
+
+def go_float(value: float) -> str:
+    """`value` as `floatToGoString` writes it, its common case without the call.
+
+    That case is a finite value whose repr needs no rewriting: the library
+    rewrites only a positive value with more than six digits before the
+    point (Go switches to an exponent sooner than Python) and spells the
+    infinities and NaN its own way; those go to the library itself.
+    """
+    text = repr(value)
+    if (value > 0 and text.find(".") > 6) or not math.isfinite(value):
+        return floatToGoString(value)
+    return text
 
 
 def escape_label_value(value: str) -> str:
@@ -129,7 +144,7 @@ class _Kept:
         prefix = self.prefixes.get(labels)
         if prefix is None:
             prefix = self.prefixes[labels] = template.prefix(labels)
-        return f"{prefix}{floatToGoString(value)}\n".encode()
+        return f"{prefix}{go_float(value)}\n".encode()
 
     def _prune(self, symbols: Sequence[str]) -> None:
         """Forget the symbols no longer shown (under the lock)."""

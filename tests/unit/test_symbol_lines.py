@@ -6,12 +6,13 @@ from decimal import Decimal as D
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.utils import floatToGoString
 
 from binance_exporter.binance.rest import ApiStats
 from binance_exporter.market.types import SymbolInfo
 from binance_exporter.metrics.exposition import build_exposition
 from binance_exporter.metrics.market import PER_SYMBOL, MarketCollector
-from binance_exporter.metrics.symbol_lines import SymbolLines
+from binance_exporter.metrics.symbol_lines import SymbolLines, go_float
 from binance_exporter.model import Answers, Snapshot
 
 STATS = ApiStats({}, 0, 6000, 0.0)
@@ -114,6 +115,14 @@ class KeptLinesTest(unittest.TestCase):
         self.assertIs(spread_lines["ETHBTC"], eth)  # the same bytes object, not rewritten
         self.assertIn(b'binance_spread{symbol="BTCUSDT"} 0.03\n', second)
         self.assertNotEqual(first, second)
+
+    def test_values_are_written_as_the_library_writes_them(self):
+        values = [0.0, -0.0, 1.0, 0.01, 2e-07, 1.6e-05, 123456.7, 1234567.8, 12345678.9,
+                  1e15, 1.5e16, 1e20, 1e22, -1234567.8, 3.141592653589793, float("inf"),
+                  float("-inf"), float("nan"), 5e-324, 1.7976931348623157e308]
+        values += [float(D(n) / D(7) ** k) for n in (1, 22, 333_333) for k in range(-12, 12)]
+        for value in values:
+            self.assertEqual(go_float(value), floatToGoString(value), value)
 
     def test_a_format_whose_line_cannot_be_cut_is_left_to_the_library(self):
         def stamped(registry: CollectorRegistry) -> bytes:
