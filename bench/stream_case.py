@@ -34,6 +34,7 @@ import time
 from decimal import Decimal
 from typing import Callable
 
+from binance_exporter.app import STREAM_SWITCH_INTERVAL
 from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import ApiStats
 from binance_exporter.binance.websocket import StreamSupervisor
@@ -392,7 +393,7 @@ def run(events: int = 200_000, rounds: int = 3, seed: int = 1) -> dict[str, floa
 
 def main() -> None:
     """Print every figure of `run()`."""
-    sys.setswitchinterval(0.001)  # as the exporter does in stream mode
+    sys.setswitchinterval(STREAM_SWITCH_INTERVAL)  # as the exporter does in stream mode
     for name, value in run().items():
         print(f"{name:>36} {value:,.2f}")
 

@@ -13,13 +13,18 @@ Gzip works the same way: the snapshot part is compressed once, with a sync
 flush so its bytes are complete, and each scrape continues a copy of that
 compressor with the live part.
 
+The families with a series per followed symbol (thousands with
+`--spread-symbols all`) keep their lines between renders (`SymbolLines`):
+a render writes only the lines whose value changed.
+
 A scrape that comes within `max_lag` (1 s) of the last page rendered in its
 format is given that page while a fresh one renders in the background, so
 frequent scrapes never wait on a render (under a busy stream reader a render
-takes many of its milliseconds waiting for the GIL). The renders are still
-asked for by scrapes, one at a time, so there are never more of them than
-scrapes; scrapes further apart (Prometheus, every 10-60 s) always get a page
-rendered for them.
+takes many of its milliseconds waiting for the GIL). For such a scraper the
+stream publisher asks for the render as soon as it publishes (`published`);
+otherwise renders are asked for by scrapes, one at a time, so there are never
+more of them than scrapes; scrapes further apart (Prometheus, every 10-60 s)
+always get a page rendered for them.
 """
 
 from __future__ import annotations
@@ -147,6 +152,8 @@ class Exposition:  # pylint: disable=too-many-instance-attributes
         self._parts: dict[str, _Part] = {}  # by content type
         self._served: dict[tuple[str, bool], _Served] = {}  # by content type and gzip
         self._wanted: dict[tuple[str, bool], Encoder] = {}  # pages to render in the background
+        # The pages served from the cache, and when each was last scraped.
+        self._scraped: dict[tuple[str, bool], tuple[Encoder, float]] = {}
         self._refresh = threading.Condition()
         self._refresher: threading.Thread | None = None
         self._lines = SymbolLines()
@@ -170,12 +177,28 @@ class Exposition:  # pylint: disable=too-many-instance-attributes
             return (gzip.compress(body, GZIP_LEVEL, mtime=0) if zipped else body), headers
         key = (content_type, zipped)
         served = self._served.get(key)
+        if served is not None:
+            self._scraped[key] = (encoder, self._clock())
         if served is not None and self._clock() - served.rendered <= self._max_lag:
             if (served.snapshot is not self._snapshot()
                     or self._clock() - served.rendered > REFRESH_AFTER):
                 self._ask(key, encoder)
             return served.body, headers
         return self._page(key, encoder).body, headers
+
+    def published(self) -> None:
+        """A new snapshot is out: the pages scraped within `max_lag` render now, aside.
+
+        A scraper that comes back within `max_lag` is served the page it had
+        until its successor is rendered; started by the publish, not by that
+        scrape, the render is done sooner, and runs while the publisher rests
+        instead of beside the next publish. Pages nobody scrapes that often
+        are rendered for their scrape, as before.
+        """
+        now = self._clock()
+        for key, (encoder, when) in list(self._scraped.items()):
+            if now - when <= self._max_lag:
+                self._ask(key, encoder)
 
     def _page(self, key: tuple[str, bool], encoder: Encoder) -> _Served:
         """Render the whole page in this format now, and keep it for the next scrapes."""

@@ -148,6 +148,25 @@ class LagTest(unittest.TestCase):
         self.assertIn(b" 0.5", self.spread_served())
         self.assertEqual(self.exposition.renders, 2)  # never more renders than scrapes
 
+    def test_a_publish_renders_the_page_of_a_frequent_scraper(self):
+        self.spread_served()
+        self.spread_served()  # served from the cache: a scraper that comes often
+        self.published.value = snapshot("0.5")
+        self.exposition.published()
+        wait_until(lambda: self.exposition.renders == 2, timeout=5)  # asked by no scrape
+        self.now[0] += 0.1
+        self.assertIn(b" 0.5", self.spread_served())
+        self.assertEqual(self.exposition.renders, 2)
+
+    def test_a_publish_renders_nothing_for_a_scraper_gone_quiet(self):
+        self.spread_served()
+        self.spread_served()
+        self.now[0] += 1.5  # longer ago than max_lag
+        self.published.value = snapshot("0.5")
+        self.exposition.published()
+        self.assertIsNone(self.exposition._refresher)  # pylint: disable=protected-access
+        self.assertEqual(self.exposition.renders, 1)
+
     def test_a_scraper_back_later_gets_a_page_rendered_for_it(self):
         self.spread_served()
         self.published.value = snapshot("0.5")
