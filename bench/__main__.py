@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import crowd, market_scale, report, scenarios, stream_follow
 from bench.probes import percentile
-from bench.report import Row
+from bench.report import Row, say
 from tests.support import ROOT
 
 from binance_exporter.config import RankingConfig, rankings_weight
@@ -53,18 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def _startup_rows(args: argparse.Namespace,
                   ours_target: scenarios.Target) -> tuple[list[Row], scenarios.Imports]:
     latency_ms = args.latency * 1000
     floor_ms = 2 * latency_ms  # two round trips
     goal_ms = 2.5 * latency_ms + 100
-    _say("imports ...")
+    say("imports ...")
     imports = scenarios.measure_imports(3)
-    _say(f"start-up, {args.latency * 1000:.0f} ms per request ...")
+    say(f"start-up, {args.latency * 1000:.0f} ms per request ...")
     ours = scenarios.measure_startup(ours_target, args.latency, args.runs)
     naive = scenarios.measure_startup(scenarios.NAIVE, args.latency, max(1, args.runs // 2 + 1))
     import_ms = imports.seconds * 1000
@@ -89,7 +85,7 @@ def _startup_rows(args: argparse.Namespace,
 
 def _spread_rows(ours_target: scenarios.Target, memory: dict[str, scenarios.MemoryRun],
                  symbols: int) -> list[Row]:
-    _say("spread refreshes, top 5 ...")
+    say("spread refreshes, top 5 ...")
     ours_top = scenarios.measure_spread_weights(ours_target)
     naive_top = scenarios.measure_spread_weights(scenarios.NAIVE)
     ours_all = memory[scenarios.OURS.name].spread_weights
@@ -124,7 +120,7 @@ def _latency_rows(ours: scenarios.ScrapeRun, floor: scenarios.ScrapeRun,
 
 def _scrape_rows(args: argparse.Namespace, ours_target: scenarios.Target,
                  symbols: int) -> list[Row]:
-    _say(f"scrapes, {symbols} symbols ...")
+    say(f"scrapes, {symbols} symbols ...")
     ours = scenarios.measure_scrapes(ours_target, args.extra_symbols, args.scrapes, 30)
     floor = scenarios.measure_static_floor(ours.plain_page, args.scrapes, 30)
     naive = scenarios.measure_scrapes(scenarios.NAIVE, args.extra_symbols,
@@ -147,7 +143,7 @@ def _scrape_rows(args: argparse.Namespace, ours_target: scenarios.Target,
 
 def _crowd_rows(ours_target: scenarios.Target) -> list[Row]:
     """Scrapes and threads with 500 idle or trickling connections open."""
-    _say(f"crowd: {crowd.IDLE} idle and {crowd.TRICKLING} trickling connections ...")
+    say(f"crowd: {crowd.IDLE} idle and {crowd.TRICKLING} trickling connections ...")
     ours, naive = crowd.measure(ours_target), crowd.measure(scenarios.NAIVE)
     load = f"{crowd.IDLE} idle + {crowd.TRICKLING} trickling connections"
     return [
@@ -246,20 +242,20 @@ def _stream_rows() -> tuple[list[Row], str]:
 
     Returns the rows and the render-policy table (before/after, with ranges).
     """
-    _say("stream: 3 rounds of 200,000 diff events over 50 symbols ...")
+    say("stream: 3 rounds of 200,000 diff events over 50 symbols ...")
     code = ("import json, sys; from binance_exporter.app import STREAM_SWITCH_INTERVAL; "
             "sys.setswitchinterval(STREAM_SWITCH_INTERVAL); "
             "from bench import stream_case; print(json.dumps(stream_case.run()))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=900, check=True)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    _say(f"  stream rounds: {figures['events_per_second_min']:,.0f} to "
+    say(f"  stream rounds: {figures['events_per_second_min']:,.0f} to "
          f"{figures['events_per_second_max']:,.0f} events/s; feed alone "
          f"{figures['feed_events_per_second']:,.0f}/s, naive feed "
          f"{figures['naive_feed_events_per_second']:,.0f}/s; full/feed "
          f"{figures['full_to_feed']:.2f} (the publisher's and scraper's share)")
     policy = policy_table(figures)
-    _say(policy)
+    say(policy)
     return [
         Row("stream: diff events/s on one core (50 symbols: parse, apply, publish; median of "
             f"{figures['rounds']:.0f})", figures["events_per_second"], "/s", goal=">= 50,000",
@@ -278,7 +274,7 @@ def _stream_rows() -> tuple[list[Row], str]:
 
 def _follow_rows() -> list[Row]:
     """Stream mode end to end: market step on the wire -> /metrics shows it."""
-    _say("stream: /metrics following the market, 15 steps ...")
+    say("stream: /metrics following the market, 15 steps ...")
     figures = stream_follow.run(steps=15)
     return [
         Row(f"stream: market move on the wire -> /metrics shows it, median of "
@@ -299,14 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     rows, imports = _startup_rows(args, ours)
     rows += _scrape_rows(args, ours, symbols)
     rows += _crowd_rows(ours)
-    _say(f"memory, {args.minutes:g} min, both side by side ...")
+    say(f"memory, {args.minutes:g} min, both side by side ...")
     memory = scenarios.measure_memory([ours, scenarios.NAIVE], args.extra_symbols,
-                                      args.minutes * 60, MEMORY_INTERVALS, _say)
+                                      args.minutes * 60, MEMORY_INTERVALS, say)
     rows += _spread_rows(ours, memory, symbols)
     rows += _memory_rows(memory, imports, args.minutes, symbols)
     stream_rows, policy = _stream_rows()
     rows += stream_rows
-    scale = market_scale.run(say=_say)
+    scale = market_scale.run()
     scale_rows = market_scale.rows(scale)
     machine = report.machine()
     command = "python -m bench" + "".join(f" {shlex.quote(a)}"

@@ -39,7 +39,8 @@ from typing import Any, Callable
 
 from bench import report, request_log
 from bench.probes import Child, get, percentile, rss_mb, start_scraper, stop_scraper
-from bench.report import Row
+from bench.report import Row, say
+from binance_exporter.app import STREAM_SWITCH_INTERVAL
 from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient
 from binance_exporter.binance.stream_feed import StreamFeed
@@ -98,10 +99,6 @@ SCRAPE_GOAL_MS = 10.0
 RSS_GOAL_MB = 100.0
 PROFILE_LINES = 8
 SECTION = "## Stream mode at market scale"
-
-
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -239,7 +236,7 @@ def _start_round(index: int, seconds: float) -> dict[str, Any]:
         figures |= _steady(watch, rest, child.spawned + seconds)
         figures["up"] = watch.up
         figures["rss_mb"] = rss_mb(child.pid)
-        _say(f"  round {index + 1}: live {figures['to_live']:.1f} s, up {watch.up or -1:.1f} s,"
+        say(f"  round {index + 1}: live {figures['to_live']:.1f} s, up {watch.up or -1:.1f} s,"
              f" weight {figures['start_weight']}, reconnect {figures['reconnect_weight']}, "
              f"steady {figures['steady_per_minute']:.0f}/min")
         return figures
@@ -429,6 +426,7 @@ class _Rig:  # pylint: disable=too-many-instance-attributes
         self._stop = threading.Event()
         self._publisher: threading.Thread | None = None
         gc.collect()
+        gc.freeze()  # as `App.run` does
 
     def _wait_live(self, timeout: float = 30.0) -> None:
         """Until every quote is live (the REST fill) and every book synced."""
@@ -447,11 +445,11 @@ class _Rig:  # pylint: disable=too-many-instance-attributes
     def start_publisher(self) -> None:
         """The `Republisher` loop, as the exporter runs it, timing each publish."""
 
-        def publish() -> object:
+        def publish() -> None:  # as `App._publish`
             started = time.monotonic()
-            snapshot = self.quotes.refresh_books()
+            self.quotes.refresh_books()
             self.publishes.append((started, time.monotonic()))
-            return snapshot
+            self.exposition.published()
 
         self._publisher = threading.Thread(target=self.republisher.run,
                                            args=(publish, self._stop), daemon=True)
@@ -701,7 +699,7 @@ def measure_feed(rounds: int, rest: FakeBinance) -> dict[str, Any]:
     """Case 2, `rounds` processes; the first also profiles a feed."""
     runs = [_case("feed", rest, profile=i == 0) for i in range(rounds)]
     for one in runs:
-        _say(f"  feed: {one['per_second']:,.0f} messages/s, {one['publishes']} publishes of "
+        say(f"  feed: {one['per_second']:,.0f} messages/s, {one['publishes']} publishes of "
              f"{one['publish_ms']:.0f} ms, {one['applied']}/{one['symbols']} applied")
     return {"per_second": _spread([one["per_second"] for one in runs]),
             "publish_ms": _spread([one["publish_ms"] for one in runs]),
@@ -714,7 +712,7 @@ def measure_lag(rounds: int, rest: FakeBinance) -> dict[str, Any]:
     """Case 3, `rounds` processes; percentiles per round and pooled."""
     runs = [_case("lag", rest) for _ in range(rounds)]
     for one in runs:
-        _say(f"  lag: p50 {percentile(one['lags_ms'], 0.5):.0f} ms, p99 "
+        say(f"  lag: p50 {percentile(one['lags_ms'], 0.5):.0f} ms, p99 "
              f"{percentile(one['lags_ms'], 0.99):.0f} ms; scrape p99 "
              f"{percentile(one['scrape_ms'], 0.99):.1f} ms; {one['rate']:,.0f}/s; RSS "
              f"{one['rss_mb']:.0f} MB; {one['publishes']} publishes, {one['renders']} renders")
@@ -730,7 +728,7 @@ def measure_lag(rounds: int, rest: FakeBinance) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- all of it
 
-def run(rounds: int = ROUNDS, say: Callable[[str], None] = _say) -> dict[str, Any]:
+def run(rounds: int = ROUNDS) -> dict[str, Any]:
     """Every case, `rounds` rounds each; the figures `rows` and `section` read."""
     say(f"market scale: start-up, reconnect and steady state, {rounds} exporter runs ...")
     start = measure_start(rounds)
@@ -922,7 +920,7 @@ times the real ones, the shares are what to read.
   aggTrades fills start when it opens, before it subscribes, so its first
   events show a second gap; connections up more than half a second after
   the first get a bookTicker fill of their own.
-- **Throughput** (processes of their own, with the exporter's 1 ms GIL
+- **Throughput** (processes of their own, with the exporter's 0.5 ms GIL
   switch interval): `RankingsJob` and `QuotesJob` with `--spread-symbols
   all` on a `FakeBinance`, a `StreamSource` whose connections subscribe
   through a client without a socket, the `Republisher` publishing, the
@@ -939,11 +937,11 @@ times the real ones, the shares are what to read.
   scrapes the page (gzip) every {WATCH_INTERVAL * 1000:g} ms. A stamp's lag runs from
   handing it over until a finished scrape shows it or a later one (one
   monotonic clock for both processes); "until a publish has it" ends with
-  the first publish begun after it. A publish converts every symbol's
-  latest quote ({{publish}} ms), then the `Republisher` waits nine times as
-  long; a scraper back within 1 s gets the last page while the next
-  renders aside. RSS: the exporter's parts and the feed's templates (VmHWM
-  {{hwm}} MB).
+  the first publish begun after it. A publish measures the symbols whose
+  quotes changed ({{publish}} ms), and asks for the page of a scraper seen
+  within 1 s, rendered aside (only changed lines are written); the next
+  publish starts 100 ms later, or once the publisher's CPU time is a fifth.
+  RSS: the exporter's parts and the feed's templates (VmHWM {{hwm}} MB).
 """
 
 
@@ -974,7 +972,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run every case, print the table, rewrite the section of docs/benchmarks.md."""
     args = _parser().parse_args(argv)
     if args.watch or args.case:
-        sys.setswitchinterval(0.001)  # as the exporter does in stream mode
+        sys.setswitchinterval(STREAM_SWITCH_INTERVAL)  # as the exporter does in stream mode
         # Before every quote is live the jobs fail, as they should; no need to say so.
         logging.getLogger("binance_exporter").setLevel(logging.ERROR)
         print(json.dumps(watch_page(args.watch) if args.watch else feed_case(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import sys
 from dataclasses import dataclass
 
 
@@ -49,6 +50,11 @@ def _ratio(numerator: float | None, denominator: float | None) -> str:
         # Against a floor of zero a ratio means nothing; the value says it all.
         return "=" if numerator == 0 else "—"
     return f"{numerator / denominator:,.2f}×"
+
+
+def say(text: str) -> None:
+    """A progress line, on stderr so that stdout stays the result."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def machine() -> str:
