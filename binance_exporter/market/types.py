@@ -69,12 +69,12 @@ class OrderBook:
 class BookTop(msgspec.Struct, frozen=True, gc=False):
     """Best bid and ask from `ticker/bookTicker` (price 0 means an empty side).
 
-    A struct out of the garbage collector's sight, not a dataclass like its
-    neighbours: a whole-market publish makes thousands a second, each lives
-    until its symbol's next quote, and as collector-tracked objects they made
-    its full collections, and with them pauses of the page, tens of
-    milliseconds long. It holds no references that could make a cycle.
-    The quantities at the best prices are left out: no answer uses them.
+    A struct the garbage collector never tracks, not a dataclass like its
+    neighbours: a whole-market publish makes thousands a second, each living
+    until its symbol's next quote; tracked, they would fill the collector's
+    oldest generation, whose full collections pause every thread. It holds
+    no references that could make a cycle. The quantities at the best prices
+    are left out: no answer uses them.
     """
 
     symbol: str
