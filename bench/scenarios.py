@@ -261,15 +261,17 @@ def measure_static_floor(page: bytes, count: int, max_seconds: float) -> ScrapeR
             child.stop()
 
 
-def measure_render(extra_symbols: int, runs: int = 5) -> float:
-    """Median seconds of one render + gzip of the exporter's page, tracking every symbol.
+def measure_render(extra_symbols: int, runs: int = 5) -> tuple[float, float]:
+    """Median seconds of one render + gzip of the exporter's page, tracking every symbol:
+    after a spreads refresh of a moved market, and of a copy of the same snapshot.
 
     The exporter's own code (RankingsJob and QuotesJob over a RestSource, as
     `app.App` composes them, and `build_exposition`) in this process, against
     a fake: what each scrape would cost if it re-rendered. The exposition
-    renders once per published snapshot, so each run publishes a copy of the
-    snapshot first (same content, a new object) and times the gzip scrape
-    that renders it.
+    renders once per published snapshot, so each run publishes a new one
+    first and times the gzip scrape that renders it. After a refresh every
+    spread is new, as in use; a copy (same content, a new object) rewrites
+    none of the kept per-symbol lines, the least a render can cost.
     """
     fake = start_fake(OURS, extra_symbols)
     client = BinanceClient(fake.url, timeout=30)
@@ -280,17 +282,20 @@ def measure_render(extra_symbols: int, runs: int = 5) -> float:
         ranking = RankingsJob(client, pool, store, config).run()
         if ranking is None:
             raise RuntimeError(f"the rankings run failed: {store.current().jobs}")
-        QuotesJob(RestSource(client, pool, all_symbols=True), pool, store, config) \
-            .with_ranking(ranking)
-        # No lag: each timed scrape renders for the copy just published.
+        quotes = QuotesJob(RestSource(client, pool, all_symbols=True), pool, store, config)
+        quotes.with_ranking(ranking)
+        # No lag: each timed scrape renders for the snapshot just published.
         exposition = build_exposition(store.current, client.stats, max_lag=0.0)
-        times = []
+        times: dict[str, list[float]] = {"refreshed": [], "copied": []}
         for _ in range(runs):
-            store.publish(replace(store.current()))
-            started = time.perf_counter()
-            exposition.render("", "gzip", "")
-            times.append(time.perf_counter() - started)
-        return median(times)
+            for kind, publish in (("refreshed", quotes.refresh_spreads),
+                                  ("copied", lambda: store.publish(replace(store.current())))):
+                fake.market.step()
+                publish()
+                started = time.perf_counter()
+                exposition.render("", "gzip", "")
+                times[kind].append(time.perf_counter() - started)
+        return median(times["refreshed"]), median(times["copied"])
     finally:
         pool.shutdown()
         fake.stop()
