@@ -2,8 +2,8 @@
 
 Most of the page changes only when a job publishes a new snapshot, and in
 stream mode that happens up to ten times a second, far more often than anyone
-scrapes. So a publish costs nothing: the first scrape of a snapshot renders
-its families (exporter health, answers, analytics) in the format that scrape
+scrapes. So a publish renders nothing by itself: the first scrape of a
+snapshot renders its families (exporter health, answers, analytics) in the format that scrape
 negotiated, and later scrapes of the same snapshot reuse those bytes. The
 families that move between snapshots (REST accounting, streams, the process)
 are small and rendered on every scrape, then appended, so the page is one
@@ -21,10 +21,10 @@ A scrape that comes within `max_lag` (1 s) of the last page rendered in its
 format is given that page while a fresh one renders in the background, so
 frequent scrapes never wait on a render (under a busy stream reader a render
 takes many of its milliseconds waiting for the GIL). For such a scraper the
-stream publisher asks for the render as soon as it publishes (`published`);
-otherwise renders are asked for by scrapes, one at a time, so there are never
-more of them than scrapes; scrapes further apart (Prometheus, every 10-60 s)
-always get a page rendered for them.
+stream publisher asks for the render as soon as it publishes (`published`),
+once per page the scraper took; otherwise renders are asked for by scrapes,
+one at a time. Either way there are never more renders than scrapes; scrapes
+further apart (Prometheus, every 10-60 s) always get a page rendered for them.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class Exposition:  # pylint: disable=too-many-instance-attributes
     """Renders /metrics for one scrape; see the module docstring for what is cached.
 
     `renders` counts renderings of the snapshot part into the cache: one per
-    snapshot and format that a scrape asked for.
+    snapshot and format that a scrape asked for, itself or through `published`.
     """
 
     def __init__(self, snapshot: Callable[[], Snapshot], live: CollectorRegistry,
@@ -187,32 +187,40 @@ class Exposition:  # pylint: disable=too-many-instance-attributes
         return self._page(key, encoder).body, headers
 
     def published(self) -> None:
-        """A new snapshot is out: the pages scraped within `max_lag` render now, aside.
+        """A new snapshot is out: a page scraped since it was rendered, within
+        `max_lag`, renders now, aside.
 
         A scraper that comes back within `max_lag` is served the page it had
         until its successor is rendered; started by the publish, not by that
         scrape, the render is done sooner, and runs while the publisher rests
-        instead of beside the next publish. Pages nobody scrapes that often
-        are rendered for their scrape, as before.
+        instead of beside the next publish. Only a page that was taken since
+        it was rendered is rendered again, so there are never more renders
+        than scrapes however often the publisher runs; pages nobody scrapes
+        that often are rendered for their scrape, as before.
         """
         now = self._clock()
         for key, (encoder, when) in list(self._scraped.items()):
-            if now - when <= self._max_lag:
+            served = self._served.get(key)
+            if served is not None and when >= served.rendered and now - when <= self._max_lag:
                 self._ask(key, encoder)
 
     def _page(self, key: tuple[str, bool], encoder: Encoder) -> _Served:
         """Render the whole page in this format now, and keep it for the next scrapes."""
         content_type, zipped = key
+        started = self._clock()  # a page is as old as the snapshot read when it began
         snapshot, part = self._part(encoder, content_type)
         live = encoder(self._live)
-        served = _Served(part.gzipped(live) if zipped else part.body + live, snapshot,
-                         self._clock())
+        served = _Served(part.gzipped(live) if zipped else part.body + live, snapshot, started)
         with self._lock:
             old = self._served.get(key)
             # A slower render that began earlier must not replace a newer page.
-            if (old is None and len(self._served) < MAX_CACHED_FORMATS) or \
-                    (old is not None and old.rendered <= served.rendered):
+            if old is None or old.rendered <= served.rendered:
+                self._served.pop(key, None)  # last rendered last: least recently used first
                 self._served[key] = served
+            while len(self._served) > MAX_CACHED_FORMATS:
+                oldest = next(iter(self._served))
+                del self._served[oldest]
+                self._scraped.pop(oldest, None)
         return served
 
     def _ask(self, key: tuple[str, bool], encoder: Encoder) -> None:

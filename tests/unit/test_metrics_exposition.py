@@ -158,6 +158,26 @@ class LagTest(unittest.TestCase):
         self.assertIn(b" 0.5", self.spread_served())
         self.assertEqual(self.exposition.renders, 2)
 
+    def test_publishes_render_no_more_pages_than_are_scraped(self):
+        # A scrape every 0.5 s, a publish every 0.1 s: a publish asks for a render
+        # only of a page taken since it was rendered.
+        asks: list = []
+        self.exposition._ask = lambda *ask: asks.append(ask)  # pylint: disable=protected-access
+        from_publishes = scrapes = 0
+        for step in range(1, 21):
+            self.now[0] += 0.1
+            self.published.value = snapshot(f"0.{step:02d}")
+            asks.clear()
+            self.exposition.published()
+            from_publishes += len(asks)
+            for key, encoder in asks:  # as the background thread would, at once
+                self.exposition._page(key, encoder)  # pylint: disable=protected-access
+            if step % 5 == 0:
+                self.spread_served()
+                scrapes += 1
+        self.assertGreater(from_publishes, 0)
+        self.assertLessEqual(from_publishes, scrapes)
+
     def test_a_publish_renders_nothing_for_a_scraper_gone_quiet(self):
         self.spread_served()
         self.spread_served()
