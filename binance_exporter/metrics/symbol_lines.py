@@ -37,9 +37,7 @@ Encoder = Callable[[CollectorRegistry | RestrictedRegistry], bytes]
 EOF_LINE = b"# EOF\n"
 MARK = "\x00"  # around a label's index in the template sample; escaping leaves it alone
 PROBE_VALUE = 0.0  # the template sample's value, written "0.0" by floatToGoString
-# Formats whose lines are kept: the content type echoes the scraper's version and
-# escaping, so a bound keeps odd Accept headers from growing the cache.
-MAX_FORMATS = 4
+MAX_FORMATS = 4  # formats whose lines are kept
 PRUNE_SLACK = 64  # symbols gone from the page that a family's lines may keep
 _NONE = object()  # the state of a line not written yet: equal to no state
 
@@ -116,8 +114,9 @@ class _Kept:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()  # one render of the family at a time
-        # Plain str keys, Decimal or bytes values: no object here for the
-        # garbage collector to scan, and none made for a line that stays.
+        # Plain str keys, Decimal or bytes values (SymbolInfo states apart, few
+        # and changing only with exchangeInfo): little here for the garbage
+        # collector to scan, and nothing made for a line that stays.
         self.states: dict[str, object] = {}
         self.lines: dict[str, bytes] = {}
         self.prefixes: dict[tuple[str, ...], str] = {}  # by label values
@@ -153,6 +152,9 @@ class _Kept:
         self.prefixes = {}
 
 
+_Format = tuple[dict[Family, Template], dict[Family, _Kept]]  # templates, kept lines
+
+
 class SymbolLines:
     """Renders the `PER_SYMBOL` families of a snapshot, keeping each line until it changes.
 
@@ -161,36 +163,38 @@ class SymbolLines:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # By content type: the templates (None: the format cannot be cut) and the kept lines.
-        self._templates: dict[str, dict[Family, Template] | None] = {}
-        self._kept: dict[str, dict[Family, _Kept]] = {}
+        # By content type, least recently used first: the templates and kept lines
+        # of each family, or None for a format that cannot be cut.
+        self._formats: dict[str, _Format | None] = {}
 
     def render(self, answers: Answers | None, encoder: Encoder, content_type: str,
                ) -> bytes | None:
         """The families' lines for `answers` in this format; None when the library must."""
-        templates = self._learnt(encoder, content_type)
-        if templates is None:
+        found = self._format(encoder, content_type)
+        if found is None:
             return None
         if answers is None:
             return b""  # no answers, no family: as MarketCollector
-        with self._lock:
-            kept = self._kept.get(content_type)
-            if kept is None:
-                kept = {family: _Kept() for family in PER_SYMBOL}
-                if len(self._kept) < MAX_FORMATS:
-                    self._kept[content_type] = kept
+        templates, kept = found
         return b"".join(kept[series.family].render(templates[series.family], series)
                         for series in per_symbol_series(answers))
 
-    def _learnt(self, encoder: Encoder, content_type: str) -> dict[Family, Template] | None:
+    def _format(self, encoder: Encoder, content_type: str) -> _Format | None:
+        """This format's templates and kept lines, learnt on its first render. Past
+        MAX_FORMATS the least recently used is forgotten: the content type echoes the
+        scraper's version and escaping, and odd ones must not crowd out Prometheus's."""
         with self._lock:
-            if content_type in self._templates:
-                return self._templates[content_type]
+            if content_type in self._formats:
+                found = self._formats.pop(content_type)
+                self._formats[content_type] = found
+                return found
         templates = _templates(encoder)
+        found = None if templates is None else (templates, {f: _Kept() for f in PER_SYMBOL})
         with self._lock:
-            if len(self._templates) < MAX_FORMATS:
-                self._templates[content_type] = templates
-        return templates
+            self._formats[content_type] = found
+            while len(self._formats) > MAX_FORMATS:
+                del self._formats[next(iter(self._formats))]
+        return found
 
 
 def _templates(encoder: Encoder) -> dict[Family, Template] | None:

@@ -12,7 +12,7 @@ from binance_exporter.binance.rest import ApiStats
 from binance_exporter.market.types import SymbolInfo
 from binance_exporter.metrics.exposition import build_exposition
 from binance_exporter.metrics.market import PER_SYMBOL, MarketCollector
-from binance_exporter.metrics.symbol_lines import SymbolLines, go_float
+from binance_exporter.metrics.symbol_lines import MAX_FORMATS, SymbolLines, go_float
 from binance_exporter.model import Answers, Snapshot
 
 STATS = ApiStats({}, 0, 6000, 0.0)
@@ -21,6 +21,7 @@ ACCEPTS = (
     "",
     "text/plain; version=1.0.0; escaping=allow-utf-8",
     "text/plain; version=1.0.0; escaping=dots",
+    "text/plain; version=1.0.0; escaping=values",
     "application/openmetrics-text; version=1.0.0",
     "application/openmetrics-text; version=1.0.0; escaping=dots",
     "application/openmetrics-text; version=1.0.0; escaping=values",
@@ -52,6 +53,7 @@ def families(page: bytes) -> dict[str, str]:
             continue
         if line.startswith("# HELP "):
             name = line.split(" ", 3)[2]
+            assert name not in found, f"{name} twice on the page"
             found[name] = []
         found[name].append(line)
     return {name: "".join(lines) for name, lines in found.items()}
@@ -74,6 +76,9 @@ class KeptLinesTest(unittest.TestCase):
         self.assertTrue(expected)
         for name, text in expected.items():
             self.assertEqual(served.get(name), text, f"{name} in {accept!r}")
+        # Nothing the library would not write: the page without answers, plus these.
+        bare = build_exposition(Snapshot, lambda: STATS).render(accept, "", "")[0]
+        self.assertEqual(set(served), set(families(bare)) | set(expected))
 
     def test_every_format_and_every_change(self):
         first = {"BTCUSDT": "0.01", "ETHBTC": "0.000001", ODD: "12345678.9", "LTCUSDT": "1"}
@@ -107,7 +112,7 @@ class KeptLinesTest(unittest.TestCase):
         encoder, content_type = choose_encoder("")
         before = answers({"BTCUSDT": "0.01", "ETHBTC": "0.02"})
         first = lines.render(before, encoder, content_type)
-        kept = lines._kept[content_type]  # pylint: disable=protected-access
+        kept = lines._formats[content_type][1]  # pylint: disable=protected-access
         spread_lines = next(k for f, k in kept.items() if f.name == "binance_spread").lines
         eth = spread_lines["ETHBTC"]
         after = replace(before, spreads={**before.spreads, "BTCUSDT": D("0.03")})
@@ -124,12 +129,47 @@ class KeptLinesTest(unittest.TestCase):
         for value in values:
             self.assertEqual(go_float(value), floatToGoString(value), value)
 
+    def test_symbols_gone_are_forgotten_and_lines_stay_right(self):
+        lines = SymbolLines()
+        encoder, content_type = choose_encoder("")
+        many = {f"S{i:03d}USDT": f"{i + 1}" for i in range(100)}
+        few = dict(list(many.items())[:10])
+        for step in (many, few, many):
+            page = lines.render(answers(step), encoder, content_type)
+            expected = "".join(library_page("", Snapshot(answers=answers(step)))[f.name]
+                               for f in PER_SYMBOL)
+            self.assertEqual(page.decode(), expected)
+        lines.render(answers(few), encoder, content_type)
+        kept = lines._formats[content_type][1]  # pylint: disable=protected-access
+        self.assertTrue(all(len(k.lines) == 10 for k in kept.values()))  # the 90 are gone
+
+    def test_odd_formats_do_not_crowd_out_a_scraper_that_keeps_coming(self):
+        lines = SymbolLines()
+        encoder, prometheus = choose_encoder("")
+        odd = [f"application/openmetrics-text; version=1.0.{n}" for n in range(1, 9)]
+        for content_type in odd:
+            lines.render(answers({"BTCUSDT": "1"}), encoder, prometheus)
+            lines.render(answers({"BTCUSDT": "1"}), encoder, content_type)
+        formats = lines._formats  # pylint: disable=protected-access
+        self.assertIn(prometheus, formats)
+        self.assertEqual(len(formats), MAX_FORMATS)
+        self.assertNotIn(odd[0], formats)  # the least recently used went first
+
     def test_a_format_whose_line_cannot_be_cut_is_left_to_the_library(self):
         def stamped(registry: CollectorRegistry) -> bytes:
             # A format that writes something after the value: no template.
             return choose_encoder("")[0](registry).replace(b" 0.0\n", b" 0.0 1700000000\n")
 
         self.assertIsNone(SymbolLines().render(answers({"BTCUSDT": "1"}), stamped, "odd"))
+        # The exposition then renders every family through the library in that format.
+        snapshot = Snapshot(answers=answers({"BTCUSDT": "1", "ETHBTC": "2"}))
+        exposition = build_exposition(lambda: snapshot, lambda: STATS)
+        part = exposition._snapshot_part(snapshot, stamped, "odd")  # pylint: disable=protected-access
+        registry = CollectorRegistry()
+        registry.register(MarketCollector(lambda: snapshot))
+        expected = families(stamped(registry))
+        for name, text in expected.items():
+            self.assertEqual(families(part)[name], text)
 
 
 if __name__ == "__main__":
