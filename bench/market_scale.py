@@ -40,7 +40,7 @@ from typing import Any, Callable
 from bench import report, request_log
 from bench.probes import Child, get, percentile, rss_mb, start_scraper, stop_scraper
 from bench.report import Row, say
-from binance_exporter.app import STREAM_SWITCH_INTERVAL
+from binance_exporter.app import STREAM_SWITCH_INTERVAL, freeze_start_up
 from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient
 from binance_exporter.binance.stream_feed import StreamFeed
@@ -413,6 +413,7 @@ class _Rig:  # pylint: disable=too-many-instance-attributes
             raise RuntimeError(f"the rankings run failed: {self.store.current().jobs}")
         self.symbols = list(ranking.spread_symbols)
         self.quotes.with_ranking(ranking)
+        freeze_start_up()  # as `App._publish` does after the first answers
         self._wait_live()
         self.messages = _templates(self.client, self.symbols, random.Random(SEED))
         # The page and its server, as `App.server` makes them.
@@ -426,7 +427,6 @@ class _Rig:  # pylint: disable=too-many-instance-attributes
         self._stop = threading.Event()
         self._publisher: threading.Thread | None = None
         gc.collect()
-        gc.freeze()  # as `App.run` does
 
     def _wait_live(self, timeout: float = 30.0) -> None:
         """Until every quote is live (the REST fill) and every book synced."""

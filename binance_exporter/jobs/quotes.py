@@ -35,7 +35,6 @@ from binance_exporter.market.quotes import (
     EMPTY,
     ONE_SIDED,
     book_problem,
-    quote_problem,
     side_notional,
     spread_and_ratio,
     spread_deltas,
@@ -102,19 +101,24 @@ def book_notional(book: OrderBook, levels: int, store: SnapshotStore) -> SideNot
     )
 
 
-Measured = tuple[BookTop, tuple[Decimal, Decimal] | str]  # a quote, and its spread or problem
+class _Measures:
+    """Each symbol's last quote and what was measured from it: (spread, spread/mid), or
+    why it has none. Two dicts, not a dict of pairs: a tuple holding a quote would be
+    one more object a whole-market publish leaves for the garbage collector to track."""
 
+    def __init__(self) -> None:
+        self.tops: dict[str, BookTop] = {}
+        self.results: dict[str, tuple[Decimal, Decimal] | str] = {}
 
-def _measured(top: BookTop, known: Measured | None, into: dict[str, Measured],
-              ) -> tuple[Decimal, Decimal] | str:
-    """(spread, spread/mid) of `top`, or why it has none; computed again only when
-    `top` is not the quote `known` was measured from. The result goes into `into`."""
-    if known is None or known[0] is not top:
-        both = spread_and_ratio(top)
-        known = top, (both if both is not None
-                      else quote_problem(top.bid_price, top.ask_price))  # type: ignore[assignment]
-    into[top.symbol] = known
-    return known[1]
+    def of(self, top: BookTop, known: _Measures) -> tuple[Decimal, Decimal] | str:
+        """The measure of `top`, taken from `known` if it was measured from this very quote."""
+        symbol = top.symbol
+        if known.tops.get(symbol) is top:
+            result = known.results[symbol]
+        else:
+            result = spread_and_ratio(top)
+        self.tops[symbol], self.results[symbol] = top, result
+        return result
 
 
 class QuotesJob:  # pylint: disable=too-many-instance-attributes
@@ -138,7 +142,7 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         self._reported: dict[str, Decimal] = {}  # the spreads the last delta was taken from
         # Each symbol's last quote and what was measured from it: a whole-market
         # publish measures again only the symbols whose quotes changed.
-        self._measured: dict[str, Measured] = {}
+        self._measured = _Measures()
         self._vwaps = VwapTracker(config.depth_levels)
         self.reference = ReferencePrices(config.reference_asset, store, convert_also)
         self._books_also = tuple(convert_also)
@@ -276,14 +280,14 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         values: dict[str, Decimal] = {}
         ratios: dict[str, Decimal] = {}
         not_synced: list[str] = []
-        measured = {}
+        measured = _Measures()
         for symbol in symbols:
             top = tops.get(symbol)
             if top is None:  # left out of the answer: no longer listed
                 self.store.skip(SPREADS, INVALID_SYMBOL)
             elif isinstance(top, Exception):
                 not_synced.append(symbol)
-            elif isinstance(result := _measured(top, self._measured.get(symbol), measured), str):
+            elif isinstance(result := measured.of(top, self._measured), str):
                 self.store.skip(SPREADS, result)
             else:
                 values[symbol], ratios[symbol] = result

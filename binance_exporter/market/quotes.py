@@ -64,16 +64,17 @@ def book_problem(book: OrderBook) -> str | None:
     return quote_problem(bid, ask)
 
 
-def spread_and_ratio(top: BookTop) -> tuple[Decimal, Decimal] | None:
-    """(best ask − best bid, that spread / the mid price), or None when there is no spread.
+def spread_and_ratio(top: BookTop) -> tuple[Decimal, Decimal] | str:
+    """(best ask − best bid, that spread / the mid price), or why there is no spread
+    (`quote_problem`).
 
     One function for both because a whole-market publish computes them for
     thousands of symbols: the checks run once, and the Decimal operations
     call `CONTEXT`'s methods instead of entering it three times.
     """
     bid, ask = top.bid_price, top.ask_price
-    if quote_problem(bid, ask) is not None:
-        return None
+    if (problem := quote_problem(bid, ask)) is not None:
+        return problem
     value = CONTEXT.subtract(ask, bid)
     return value, CONTEXT.divide(value, CONTEXT.divide(CONTEXT.add(ask, bid), TWO))
 

@@ -51,8 +51,10 @@ class BookTickers:
         self._open: set[str] = set()  # whose connection is subscribing or live
         self._latest: dict[str, BookTickerEvent] = {}
         self._to_fill: set[str] = set()  # live, waiting for the REST fill
-        # The event each top was last built from: rebuilt only when it changed.
-        self._tops: dict[str, tuple[BookTickerEvent, BookTop | PayloadError]] = {}
+        # Each top and the event it was built from: built again only when that
+        # changed. Two dicts: a pair of them would be an object the collector tracks.
+        self._tops: dict[str, BookTop | PayloadError] = {}
+        self._top_events: dict[str, BookTickerEvent] = {}
 
     def track(self, symbols: Sequence[str]) -> list[str]:
         """Follow exactly `symbols`; returns their stream names."""
@@ -61,6 +63,7 @@ class BookTickers:
             for gone in set(self._latest) - self._wanted:
                 del self._latest[gone]
                 self._tops.pop(gone, None)
+                self._top_events.pop(gone, None)
             self._open &= self._wanted
         return [book_ticker_stream(s) for s in symbols]
 
@@ -149,11 +152,10 @@ class BookTickers:
                 if event is None:
                     answers[symbol] = NotSynced(f"{symbol}: no live best quotes")
                     continue
-                cached = self._tops.get(symbol)
-                if cached is None or cached[0] is not event:
-                    cached = (event, self._top(event))
-                    self._tops[symbol] = cached
-                answers[symbol] = cached[1]
+                if self._top_events.get(symbol) is not event:
+                    self._tops[symbol] = self._top(event)
+                    self._top_events[symbol] = event
+                answers[symbol] = self._tops[symbol]
         return answers
 
     @staticmethod

@@ -144,8 +144,8 @@ class SpreadTest(unittest.TestCase):
         self.assertEqual(quotes.quote_problem(D(5), D(0)), quotes.ONE_SIDED)
         self.assertEqual(quotes.quote_problem(D(6), D(5)), quotes.CROSSED)
         self.assertEqual(quotes.quote_problem(D(5), D(5)), quotes.CROSSED)
-        self.assertIsNone(quotes.spread_and_ratio(self.top("6", "5")))
-        self.assertIsNone(quotes.spread_and_ratio(self.top("0", "5")))
+        self.assertEqual(quotes.spread_and_ratio(self.top("6", "5")), quotes.CROSSED)
+        self.assertEqual(quotes.spread_and_ratio(self.top("0", "5")), quotes.ONE_SIDED)
 
     def test_deltas_are_absolute_and_zero_for_new_symbols(self):
         previous = {"A": D("0.03"), "B": D("0.01")}
