@@ -5,7 +5,9 @@ its socket open: idle, or sending its headers a byte at a time. Here one
 thread does all the waiting. It accepts, completes TLS handshakes, reads
 request heads and writes answers, every socket non-blocking under one
 selector, and hands a request to a worker only once its head is complete.
-So the thread count is fixed, whatever the number of open connections.
+So the thread count is fixed, whatever the number of open connections. The
+worker sends what the socket takes of its answer at once (most answers,
+whole); the loop thread writes the rest.
 
 Every connection has a deadline: the TLS handshake and the first request's
 head must arrive within `header_timeout` of the accept, a later request's
@@ -63,7 +65,8 @@ def canned(status: int, reason: str) -> bytes:
 
 
 class Connection:
-    """One client socket and where it stands; touched by the loop thread only."""
+    """One client socket and where it stands: the loop thread's, but while WORKING the
+    worker's that answers it (the loop thread leaves a working connection alone)."""
 
     def __init__(self, sock: socket.socket, address: tuple, state: str, deadline: float) -> None:
         self.sock = sock
@@ -177,8 +180,10 @@ def answer_and_send(respond: Responder, conn: Connection, head: bytes) -> bool:
     conn.out = memoryview(answer)
     try:
         conn.send()
-    except (OSError, ssl.SSLError):
-        pass  # the loop thread's next write meets it again and closes
+    except Exception:  # pylint: disable=broad-exception-caught
+        # Reset, broken pipe, a socket closed at shutdown: the loop thread's
+        # next write meets it again and closes the connection.
+        LOG.debug("client %s: the worker's send failed", conn.address[0], exc_info=True)
     return keep_alive
 
 
@@ -317,10 +322,14 @@ class ConnectionLoop:  # pylint: disable=too-many-instance-attributes
             self._workers.submit(lambda: self._work(conn, head))
 
     def _work(self, conn: Connection, head: bytes) -> None:
-        """On a worker: answer and send what the socket takes, then back to the loop thread."""
-        keep_alive = answer_and_send(self.respond, conn, head)
-        self._done.put((conn, keep_alive))
-        self._waker.wake()
+        """On a worker: answer and send what the socket takes, then back to the loop thread
+        (whatever happens: a connection left working would never be swept)."""
+        keep_alive = False
+        try:
+            keep_alive = answer_and_send(self.respond, conn, head)
+        finally:
+            self._done.put((conn, keep_alive))
+            self._waker.wake()
 
     def _answered(self, conn: Connection, keep_alive: bool) -> None:
         if conn.sock in self.connections:

@@ -10,10 +10,11 @@ import http.client
 import os
 import socket
 import statistics
+import threading
 import time
 import unittest
 
-from binance_exporter.metrics.connections import Limits
+from binance_exporter.metrics.connections import ConnectionLoop, Limits
 from binance_exporter.metrics.http import ExporterServer
 from tests.integration.test_http_server import exposition
 
@@ -142,6 +143,35 @@ class DeadlineTest(SlowClientCase):
         while b"Not found" not in answer:
             answer += sock.recv(4096)
         self.assertLess(answer.index(b"200 OK"), answer.index(b"404 Not Found"))
+
+
+class LargeAnswerTest(unittest.TestCase):
+    """An answer larger than the socket takes at once: the worker sends what it can, the
+    loop thread the rest, and the client gets every byte in order."""
+
+    def test_a_slow_reader_gets_the_whole_answer(self):
+        body = bytes(range(256)) * (32 * 1024)  # 8 MiB: more than loopback buffers hold
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        listener = socket.create_server(("127.0.0.1", 0))
+        loop = ConnectionLoop(listener, lambda _head, _address: (head + body, True), None,
+                              Limits())
+        thread = threading.Thread(target=loop.run, daemon=True)
+        thread.start()
+        self.addCleanup(loop.close)
+        self.addCleanup(thread.join, 5)
+        self.addCleanup(loop.stop)
+        sock = socket.create_connection(listener.getsockname()[:2], timeout=10)
+        self.addCleanup(sock.close)
+        sock.sendall(REQUEST)
+        time.sleep(0.3)  # the worker's send fills the buffers and hands the rest over
+        received = bytearray()
+        while len(received) < len(head) + len(body):
+            chunk = sock.recv(1 << 20)
+            self.assertTrue(chunk, "the connection closed early")
+            received += chunk
+        self.assertEqual(bytes(received), head + body)
+        sock.sendall(REQUEST)  # and the connection serves the next request
+        self.assertTrue(sock.recv(64).startswith(b"HTTP/1.1 200 OK"))
 
 
 if __name__ == "__main__":
