@@ -18,7 +18,8 @@ from typing import Callable
 
 PUBLISH_INTERVAL = 0.1  # seconds from one publish's start to the next's, at least
 # The publisher may take at most this share of one core: a whole-market
-# publish is ~20 ms of CPU, so a 0.1 s interval needs a fifth.
+# publish is 13-30 ms of CPU (more under load), so a fifth keeps the 0.1 s
+# interval for publishes of up to 20 ms.
 PUBLISH_SHARE = 0.2
 
 
