@@ -416,6 +416,7 @@ class _Rig:  # pylint: disable=too-many-instance-attributes
         freeze_start_up()  # as `App._publish` does after the first answers
         self._wait_live()
         self.messages = _templates(self.client, self.symbols, random.Random(SEED))
+        gc.freeze()  # the benchmark's own templates: no exporter holds them
         # The page and its server, as `App.server` makes them.
         self.exposition = build_exposition(self.store.current, self.client.stats,
                                            self.source.view)
