@@ -15,7 +15,6 @@ from typing import Iterable, Mapping
 from binance_exporter.market.numbers import CONTEXT, ZERO
 from binance_exporter.market.types import BookTop, Level, OrderBook
 
-TWO = Decimal(2)
 
 
 def side_notional(levels: Iterable[Level], depth_levels: int) -> Decimal:
@@ -76,7 +75,9 @@ def spread_and_ratio(top: BookTop) -> tuple[Decimal, Decimal] | str:
     if (problem := quote_problem(bid, ask)) is not None:
         return problem
     value = CONTEXT.subtract(ask, bid)
-    return value, CONTEXT.divide(value, CONTEXT.divide(CONTEXT.add(ask, bid), TWO))
+    # spread / ((ask + bid) / 2) as 2 x spread / (ask + bid): every step but the
+    # division is exact, so it is the same one rounding of the same quotient.
+    return value, CONTEXT.divide(CONTEXT.add(value, value), CONTEXT.add(ask, bid))
 
 
 def spread_deltas(

@@ -1,6 +1,7 @@
 """Pure market maths with hand-checked numbers, and the parsers on real 2021 answers."""
 
 import json
+import random
 import unittest
 from decimal import Decimal as D, localcontext
 from pathlib import Path
@@ -129,6 +130,15 @@ class SpreadTest(unittest.TestCase):
     def test_ratio_is_spread_over_mid(self):
         # spread 2, mid 100
         self.assertEqual(quotes.spread_and_ratio(self.top("99", "101")), (D("2"), D("0.02")))
+
+    def test_ratio_is_the_spread_over_the_mid_to_the_last_digit(self):
+        rng = random.Random(5)
+        for _ in range(2000):
+            bid = D(rng.randrange(1, 10**12)).scaleb(-rng.randrange(0, 9))
+            ask = bid + D(rng.randrange(1, 10**6)).scaleb(-rng.randrange(0, 9))
+            with localcontext(CONTEXT):
+                expected = (ask - bid) / ((ask + bid) / 2)
+            self.assertEqual(quotes.spread_and_ratio(self.top(str(bid), str(ask)))[1], expected)
 
     def test_ratio_rounds_at_the_policy_precision_only(self):
         # spread 1, mid 1.5: a true division, rounded at the 60th digit as CONTEXT says
