@@ -701,24 +701,24 @@ class AggTradeFaultTest(StreamsTestCase):
         return wait_until(lambda: (events := recorder.events(self.STREAM))
                           and events[-1]["a"] == last_id and events, timeout=5, interval=0.01)
 
-    def test_skipped_trade_is_only_in_rest(self):
+    def faulted(self, fault: Callable[[str], None]) -> tuple[list[int], list[dict]]:
+        """With `fault` on BTCUSDT's next trade and two steps: the ids the market traded,
+        and the events the stream sent for them."""
         recorder = self.subscribed(self.STREAM)
         start_id = self.market.agg_trade_history("BTCUSDT")[-1]["a"]
-        self.streams.skip_next_agg_trade("BTCUSDT")
+        fault("BTCUSDT")
         self.step(2)
         expected = self.new_trades(start_id)
-        events = self.received(recorder, expected[-1])
+        return expected, self.received(recorder, expected[-1])
+
+    def test_skipped_trade_is_only_in_rest(self):
+        expected, events = self.faulted(self.streams.skip_next_agg_trade)
         self.assertEqual([e["a"] for e in events], expected[1:])
         self.assertEqual(self.market.agg_trades("BTCUSDT", from_id=expected[0])[0]["a"],
                          expected[0])
 
     def test_duplicated_trade_comes_twice(self):
-        recorder = self.subscribed(self.STREAM)
-        start_id = self.market.agg_trade_history("BTCUSDT")[-1]["a"]
-        self.streams.duplicate_next_agg_trade("BTCUSDT")
-        self.step(2)
-        expected = self.new_trades(start_id)
-        events = self.received(recorder, expected[-1])
+        expected, events = self.faulted(self.streams.duplicate_next_agg_trade)
         self.assertEqual([e["a"] for e in events], expected[:1] + expected)
         self.assertEqual(events[0], events[1])
 
