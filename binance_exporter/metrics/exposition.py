@@ -45,11 +45,11 @@ from prometheus_client import (
     ProcessCollector,
 )
 from prometheus_client.exposition import choose_encoder, gzip_accepted
-from prometheus_client.registry import RestrictedRegistry
 
 from binance_exporter.binance.rest import ApiStats
 from binance_exporter.metrics.analytics import AnalyticsCollector
 from binance_exporter.metrics.api import ApiCollector
+from binance_exporter.metrics.encoding import MAX_CACHED_FORMATS, Encoder, without_eof
 from binance_exporter.metrics.exporter import ExporterCollector
 from binance_exporter.metrics.market import MarketCollector
 from binance_exporter.metrics.stream import StreamCollector
@@ -57,18 +57,12 @@ from binance_exporter.metrics.symbol_lines import SymbolLines
 from binance_exporter.model import Snapshot, StreamView
 
 LOG = logging.getLogger(__name__)
-EOF_LINE = b"# EOF\n"  # what ends an OpenMetrics document
 # Level 6 is within a few percent of 9's size at a fraction of the CPU.
 GZIP_LEVEL = 6
-# Formats cached per snapshot: the content type echoes the scraper's version
-# and escaping, so a bound keeps odd Accept headers from growing the cache.
-MAX_CACHED_FORMATS = 4
 # How old a page a scraper may be served while its successor renders, and
 # how old it may grow before a scrape asks for that successor.
 MAX_LAG = 1.0
 REFRESH_AFTER = 0.25
-
-Encoder = Callable[[CollectorRegistry | RestrictedRegistry], bytes]
 
 
 class _Compressor(Protocol):
@@ -118,11 +112,6 @@ def _snapshot_registry(snapshot: Snapshot, per_symbol: bool = True) -> Collector
     registry.register(MarketCollector(pinned, per_symbol=per_symbol))
     registry.register(AnalyticsCollector(pinned))
     return registry
-
-
-def _without_eof(encoder: Encoder, registry: CollectorRegistry | RestrictedRegistry) -> bytes:
-    """Families rendered to be followed by more: no OpenMetrics `# EOF` yet."""
-    return encoder(registry).removesuffix(EOF_LINE)
 
 
 @dataclass(frozen=True)
@@ -267,13 +256,13 @@ class Exposition:  # pylint: disable=too-many-instance-attributes
         others (and every one in a format whose lines cannot be kept) by the library."""
         lines = self._lines.render(snapshot.answers, encoder, content_type)
         if lines is None:
-            return _without_eof(encoder, _snapshot_registry(snapshot))
-        return _without_eof(encoder, _snapshot_registry(snapshot, per_symbol=False)) + lines
+            return without_eof(encoder, _snapshot_registry(snapshot))
+        return without_eof(encoder, _snapshot_registry(snapshot, per_symbol=False)) + lines
 
     def _filtered(self, encoder: Encoder, names: list[str]) -> bytes:
         """Only the named samples, rendered for this scrape alone."""
         restricted = _snapshot_registry(self._snapshot()).restricted_registry(names)
-        return _without_eof(encoder, restricted) + encoder(self._live.restricted_registry(names))
+        return without_eof(encoder, restricted) + encoder(self._live.restricted_registry(names))
 
 
 def build_exposition(

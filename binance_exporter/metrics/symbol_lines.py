@@ -22,22 +22,19 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Callable, Sequence
+from typing import Sequence
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
-from prometheus_client.registry import RestrictedRegistry
 from prometheus_client.utils import floatToGoString
 
+from binance_exporter.metrics.encoding import MAX_CACHED_FORMATS, Encoder, without_eof
 from binance_exporter.metrics.families import Family
 from binance_exporter.metrics.market import PER_SYMBOL, SymbolSeries, per_symbol_series
 from binance_exporter.model import Answers
 
-Encoder = Callable[[CollectorRegistry | RestrictedRegistry], bytes]
-EOF_LINE = b"# EOF\n"
 MARK = "\x00"  # around a label's index in the template sample; escaping leaves it alone
 PROBE_VALUE = 0.0  # the template sample's value, written "0.0" by floatToGoString
-MAX_FORMATS = 4  # formats whose lines are kept
 PRUNE_SLACK = 64  # symbols gone from the page that a family's lines may keep
 _NONE = object()  # the state of a line not written yet: equal to no state
 
@@ -87,7 +84,7 @@ class Template:
         metric.add_metric([f"{MARK}{i}{MARK}" for i in range(len(family.labels))], PROBE_VALUE)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_One(metric))  # type: ignore[arg-type]
-        text = encoder(registry).removesuffix(EOF_LINE).decode()
+        text = without_eof(encoder, registry).decode()
         head, _, line = text.rstrip("\n").rpartition("\n")
         value = " " + floatToGoString(PROBE_VALUE)
         parts = line.removesuffix(value).split(MARK)
@@ -181,7 +178,7 @@ class SymbolLines:
 
     def _format(self, encoder: Encoder, content_type: str) -> _Format | None:
         """This format's templates and kept lines, learnt on its first render. Past
-        MAX_FORMATS the least recently used is forgotten: the content type echoes the
+        MAX_CACHED_FORMATS the least recently used is forgotten: the content type echoes the
         scraper's version and escaping, and odd ones must not crowd out Prometheus's."""
         with self._lock:
             if content_type in self._formats:
@@ -192,7 +189,7 @@ class SymbolLines:
         found = None if templates is None else (templates, {f: _Kept() for f in PER_SYMBOL})
         with self._lock:
             self._formats[content_type] = found
-            while len(self._formats) > MAX_FORMATS:
+            while len(self._formats) > MAX_CACHED_FORMATS:
                 del self._formats[next(iter(self._formats))]
         return found
 

@@ -12,7 +12,8 @@ from binance_exporter.binance.rest import ApiStats
 from binance_exporter.market.types import SymbolInfo
 from binance_exporter.metrics.exposition import build_exposition
 from binance_exporter.metrics.market import PER_SYMBOL, MarketCollector
-from binance_exporter.metrics.symbol_lines import MAX_FORMATS, SymbolLines, go_float
+from binance_exporter.metrics.encoding import MAX_CACHED_FORMATS
+from binance_exporter.metrics.symbol_lines import SymbolLines, go_float
 from binance_exporter.model import Answers, Snapshot
 
 STATS = ApiStats({}, 0, 6000, 0.0)
@@ -152,7 +153,7 @@ class KeptLinesTest(unittest.TestCase):
             lines.render(answers({"BTCUSDT": "1"}), encoder, content_type)
         formats = lines._formats  # pylint: disable=protected-access
         self.assertIn(prometheus, formats)
-        self.assertEqual(len(formats), MAX_FORMATS)
+        self.assertEqual(len(formats), MAX_CACHED_FORMATS)
         self.assertNotIn(odd[0], formats)  # the least recently used went first
 
     def test_a_format_whose_line_cannot_be_cut_is_left_to_the_library(self):
