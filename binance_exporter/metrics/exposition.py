@@ -253,7 +253,8 @@ class Exposition:  # pylint: disable=too-many-instance-attributes
 
     def _snapshot_part(self, snapshot: Snapshot, encoder: Encoder, content_type: str) -> bytes:
         """The snapshot's families: the per-symbol ones from their kept lines, the
-        others (and every one in a format whose lines cannot be kept) by the library."""
+        others (and every one in a format whose lines cannot be kept) by the library.
+        Under the lock, as `SymbolLines` needs: one render at a time."""
         lines = self._lines.render(snapshot.answers, encoder, content_type)
         if lines is None:
             return without_eof(encoder, _snapshot_registry(snapshot))

@@ -21,7 +21,6 @@ the library instead (`render` returns None).
 from __future__ import annotations
 
 import math
-import threading
 from typing import Sequence
 
 from prometheus_client import CollectorRegistry
@@ -107,10 +106,10 @@ class Template:
 
 
 class _Kept:
-    """One family's lines in one format, by symbol, with the state each shows."""
+    """One family's template and lines in one format, by symbol, with the state each shows."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()  # one render of the family at a time
+    def __init__(self, template: Template) -> None:
+        self.template = template
         # Plain str keys, Decimal or bytes values (SymbolInfo states apart, few
         # and changing only with exchangeInfo): little here for the garbage
         # collector to scan, and nothing made for a line that stays.
@@ -118,80 +117,71 @@ class _Kept:
         self.lines: dict[str, bytes] = {}
         self.prefixes: dict[tuple[str, ...], str] = {}  # by label values
 
-    def render(self, template: Template, series: SymbolSeries) -> bytes:
+    def render(self, series: SymbolSeries) -> bytes:
         """The family's header and lines, writing only those whose state changed."""
-        with self.lock:
-            states, lines = self.states, self.lines
-            state_of, sample = series.state, series.sample
-            out = [template.head]
-            for symbol in series.symbols:
-                state = state_of(symbol)
-                kept = states.get(symbol, _NONE)
-                if kept is not state and kept != state:
-                    lines[symbol] = self._line(template, *sample(symbol, state))
-                    states[symbol] = state
-                out.append(lines[symbol])
-            if max(len(lines), len(self.prefixes)) > 2 * len(series.symbols) + PRUNE_SLACK:
-                self._prune(series.symbols)
-            return b"".join(out)
+        states, lines = self.states, self.lines
+        state_of, sample = series.state, series.sample
+        out = [self.template.head]
+        for symbol in series.symbols:
+            state = state_of(symbol)
+            kept = states.get(symbol, _NONE)
+            if kept is not state and kept != state:
+                lines[symbol] = self._line(*sample(symbol, state))
+                states[symbol] = state
+            out.append(lines[symbol])
+        if max(len(lines), len(self.prefixes)) > 2 * len(series.symbols) + PRUNE_SLACK:
+            self._prune(series.symbols)
+        return b"".join(out)
 
-    def _line(self, template: Template, labels: tuple[str, ...], value: float) -> bytes:
-        """One sample's line (under the lock)."""
+    def _line(self, labels: tuple[str, ...], value: float) -> bytes:
+        """One sample's line."""
         prefix = self.prefixes.get(labels)
         if prefix is None:
-            prefix = self.prefixes[labels] = template.prefix(labels)
+            prefix = self.prefixes[labels] = self.template.prefix(labels)
         return f"{prefix}{go_float(value)}\n".encode()
 
     def _prune(self, symbols: Sequence[str]) -> None:
-        """Forget the symbols no longer shown (under the lock)."""
+        """Forget the symbols no longer shown."""
         self.states = {s: self.states[s] for s in symbols}
         self.lines = {s: self.lines[s] for s in symbols}
         self.prefixes = {}
 
 
-_Format = tuple[dict[Family, Template], dict[Family, _Kept]]  # templates, kept lines
-
-
 class SymbolLines:
     """Renders the `PER_SYMBOL` families of a snapshot, keeping each line until it changes.
 
-    Safe for concurrent renders: those of one format take turns per family.
+    Not for concurrent use: the exposition renders under its lock, one at a time.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        # By content type, least recently used first: the templates and kept lines
-        # of each family, or None for a format that cannot be cut.
-        self._formats: dict[str, _Format | None] = {}
+        # By content type, least recently used first: each family's template and
+        # kept lines, or None for a format that cannot be cut.
+        self._formats: dict[str, dict[Family, _Kept] | None] = {}
 
     def render(self, answers: Answers | None, encoder: Encoder, content_type: str,
                ) -> bytes | None:
         """The families' lines for `answers` in this format; None when the library must."""
-        found = self._format(encoder, content_type)
-        if found is None:
+        kept = self._format(encoder, content_type)
+        if kept is None:
             return None
         if answers is None:
             return b""  # no answers, no family: as MarketCollector
-        templates, kept = found
-        return b"".join(kept[series.family].render(templates[series.family], series)
+        return b"".join(kept[series.family].render(series)
                         for series in per_symbol_series(answers))
 
-    def _format(self, encoder: Encoder, content_type: str) -> _Format | None:
-        """This format's templates and kept lines, learnt on its first render. Past
+    def _format(self, encoder: Encoder, content_type: str) -> dict[Family, _Kept] | None:
+        """This format's kept lines, its templates learnt on its first render. Past
         MAX_CACHED_FORMATS the least recently used is forgotten: the content type echoes the
         scraper's version and escaping, and odd ones must not crowd out Prometheus's."""
-        with self._lock:
-            if content_type in self._formats:
-                found = self._formats.pop(content_type)
-                self._formats[content_type] = found
-                return found
-        templates = _templates(encoder)
-        found = None if templates is None else (templates, {f: _Kept() for f in PER_SYMBOL})
-        with self._lock:
-            self._formats[content_type] = found
-            while len(self._formats) > MAX_CACHED_FORMATS:
-                del self._formats[next(iter(self._formats))]
-        return found
+        if content_type in self._formats:
+            kept = self._formats.pop(content_type)
+        else:
+            templates = _templates(encoder)
+            kept = None if templates is None else {f: _Kept(t) for f, t in templates.items()}
+        self._formats[content_type] = kept  # the most recently used, last
+        while len(self._formats) > MAX_CACHED_FORMATS:
+            del self._formats[next(iter(self._formats))]
+        return kept
 
 
 def _templates(encoder: Encoder) -> dict[Family, Template] | None:

@@ -113,7 +113,7 @@ class KeptLinesTest(unittest.TestCase):
         encoder, content_type = choose_encoder("")
         before = answers({"BTCUSDT": "0.01", "ETHBTC": "0.02"})
         first = lines.render(before, encoder, content_type)
-        kept = lines._formats[content_type][1]  # pylint: disable=protected-access
+        kept = lines._formats[content_type]  # pylint: disable=protected-access
         spread_lines = next(k for f, k in kept.items() if f.name == "binance_spread").lines
         eth = spread_lines["ETHBTC"]
         after = replace(before, spreads={**before.spreads, "BTCUSDT": D("0.03")})
@@ -141,7 +141,7 @@ class KeptLinesTest(unittest.TestCase):
                                for f in PER_SYMBOL)
             self.assertEqual(page.decode(), expected)
         lines.render(answers(few), encoder, content_type)
-        kept = lines._formats[content_type][1]  # pylint: disable=protected-access
+        kept = lines._formats[content_type]  # pylint: disable=protected-access
         self.assertTrue(all(len(k.lines) == 10 for k in kept.values()))  # the 90 are gone
 
     def test_odd_formats_do_not_crowd_out_a_scraper_that_keeps_coming(self):
