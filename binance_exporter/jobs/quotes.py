@@ -101,26 +101,6 @@ def book_notional(book: OrderBook, levels: int, store: SnapshotStore) -> SideNot
     )
 
 
-class _Measures:
-    """Each symbol's last quote and what was measured from it: (spread, spread/mid), or
-    why it has none. Two dicts, not a dict of pairs: a tuple holding a quote would be
-    one more object a whole-market publish leaves for the garbage collector to track."""
-
-    def __init__(self) -> None:
-        self.tops: dict[str, BookTop] = {}
-        self.results: dict[str, tuple[Decimal, Decimal] | str] = {}
-
-    def of(self, top: BookTop, known: _Measures) -> tuple[Decimal, Decimal] | str:
-        """The measure of `top`, taken from `known` if it was measured from this very quote."""
-        symbol = top.symbol
-        if known.tops.get(symbol) is top:
-            result = known.results[symbol]
-        else:
-            result = spread_and_ratio(top)
-        self.tops[symbol], self.results[symbol] = top, result
-        return result
-
-
 class QuotesJob:  # pylint: disable=too-many-instance-attributes
     """Measures books and quotes and publishes them with the deltas and VWAP averages."""
 
@@ -142,7 +122,9 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         self._reported: dict[str, Decimal] = {}  # the spreads the last delta was taken from
         # Each symbol's last quote and what was measured from it: a whole-market
         # publish measures again only the symbols whose quotes changed.
-        self._measured = _Measures()
+        # The last spreads and the quotes they came from: a publish measures
+        # again only the symbols whose quotes changed.
+        self._measured, self._measured_from = Spreads(), dict[str, BookTop]()
         self._vwaps = VwapTracker(config.depth_levels)
         self.reference = ReferencePrices(config.reference_asset, store, convert_also)
         self._books_also = tuple(convert_also)
@@ -280,21 +262,24 @@ class QuotesJob:  # pylint: disable=too-many-instance-attributes
         values: dict[str, Decimal] = {}
         ratios: dict[str, Decimal] = {}
         not_synced: list[str] = []
-        measured = _Measures()
+        known, known_from = self._measured, self._measured_from
         for symbol in symbols:
             top = tops.get(symbol)
             if top is None:  # left out of the answer: no longer listed
                 self.store.skip(SPREADS, INVALID_SYMBOL)
             elif isinstance(top, Exception):
                 not_synced.append(symbol)
-            elif isinstance(result := measured.of(top, self._measured), str):
+            elif known_from.get(symbol) is top and symbol in known.values:
+                values[symbol], ratios[symbol] = known.values[symbol], known.ratios[symbol]
+            elif isinstance(result := spread_and_ratio(top), str):
                 self.store.skip(SPREADS, result)
             else:
                 values[symbol], ratios[symbol] = result
-        self._measured = measured  # symbols followed no more are forgotten
         error = NotSynced(f"no live best quotes: {', '.join(not_synced)}") if not_synced \
             else None
-        return Spreads(values, ratios, error, rates=self.reference.rates(tops))
+        self._measured = Spreads(values, ratios, error, rates=self.reference.rates(tops))
+        self._measured_from = {s: top for s, top in tops.items() if isinstance(top, BookTop)}
+        return self._measured
 
     def _deltas(self, previous: Answers | None, spreads: Spreads) -> dict[str, Decimal]:
         """Change since the spreads of the previous report (rankings or spreads run).
