@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from binance_exporter.market.quotes import book_top
+from binance_exporter.market.numbers import ZERO
 from binance_exporter.market.types import BookTop, OrderBook
 from binance_exporter.sources.stream import StreamBooks
 
@@ -44,6 +44,8 @@ class LocalBooksSource:
         """The best level of each local book."""
         tops: dict[str, BookTop | Exception] = {}
         for symbol, view in self.local.depths(symbols, 1).items():
-            tops[symbol] = view if isinstance(view, Exception) else book_top(
-                symbol, view.bids[0] if view.bids else None, view.asks[0] if view.asks else None)
+            # An empty side as price 0, as bookTicker gives it.
+            tops[symbol] = view if isinstance(view, Exception) else BookTop(
+                symbol, view.bids[0][0] if view.bids else ZERO,
+                view.asks[0][0] if view.asks else ZERO)
         return tops

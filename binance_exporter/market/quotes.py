@@ -16,7 +16,6 @@ from binance_exporter.market.numbers import CONTEXT, ZERO
 from binance_exporter.market.types import BookTop, Level, OrderBook
 
 
-
 def side_notional(levels: Iterable[Level], depth_levels: int) -> Decimal:
     """Σ price × quantity over the first `depth_levels` levels of one book side.
 
@@ -25,11 +24,6 @@ def side_notional(levels: Iterable[Level], depth_levels: int) -> Decimal:
     """
     with localcontext(CONTEXT):
         return sum(starmap(mul, islice(levels, max(depth_levels, 0))), ZERO)
-
-
-def book_top(symbol: str, bid: Level | None, ask: Level | None) -> BookTop:
-    """A book's best bid and ask as bookTicker gives them: an empty side (None) as price 0."""
-    return BookTop(symbol, bid[0] if bid else ZERO, ask[0] if ask else ZERO)
 
 
 # Why a quote cannot give a spread; also the `reason` label of the skip counter.
