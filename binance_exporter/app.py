@@ -90,17 +90,16 @@ def bound_heap() -> None:
     libc.mallopt(M_ARENA_MAX, 2)
 
 
-def freeze_start_up() -> bool:
+def freeze_start_up() -> None:
     """Collect, then move every object left out of the garbage collector's sight.
 
     Stream mode calls it once, after its first answers: the modules, the
     symbol table and the stream state live as long as the process, and a
     full collection that scans them pauses every thread for tens of
-    milliseconds; after this it scans only what was made since. True.
+    milliseconds; after this it scans only what was made since.
     """
     gc.collect()
     gc.freeze()
-    return True
 
 
 class App:  # pylint: disable=too-many-instance-attributes
@@ -120,7 +119,6 @@ class App:  # pylint: disable=too-many-instance-attributes
         self.stream: StreamSource | None = None
         self._publisher: Callable[[threading.Event], None] | None = None
         self._exposition: Exposition | None = None  # once `server()` made it
-        self._frozen = False  # see `freeze_start_up`
         source: BookSource
         trades: TradeSource
         if config.stream is not None and not config.once:
@@ -161,8 +159,9 @@ class App:  # pylint: disable=too-many-instance-attributes
 
     def _publish(self) -> None:
         """Stream mode: the book answers, the page for a frequent scraper, the first freeze."""
-        if self.quotes.refresh_books().answers is not None and not self._frozen:
-            self._frozen = freeze_start_up()
+        # Once per process: what the freeze holds is the process's, not this App's.
+        if self.quotes.refresh_books().answers is not None and not gc.get_freeze_count():
+            freeze_start_up()
         if self._exposition is not None:
             self._exposition.published()
 

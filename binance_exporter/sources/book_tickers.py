@@ -48,7 +48,7 @@ class BookTickers:
         self.on_change = on_change
         self._lock = threading.Lock()
         self._wanted: frozenset[str] = frozenset()
-        self._open: set[str] = set()  # whose connection is subscribing or live
+        self._open: set[str] = set()  # followed, and their connection subscribing or live
         self._latest: dict[str, BookTickerEvent] = {}
         self._to_fill: set[str] = set()  # live, waiting for the REST fill
         # Each top and the event it was built from: built again only when that
@@ -112,7 +112,7 @@ class BookTickers:
             return
         symbol = event.symbol
         with self._lock:
-            if symbol not in self._open or symbol not in self._wanted:
+            if symbol not in self._open:  # `_open` holds only followed symbols
                 return  # a connection being torn down, or a symbol followed no more
             latest = self._latest.get(symbol)
             if latest is not None and event.update_id < latest.update_id:
