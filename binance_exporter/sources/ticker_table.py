@@ -107,8 +107,8 @@ class TickerTable:
         self._lock = threading.Lock()
         self._tickers: dict[str, Ticker24h] = {}
         self._times: dict[str, int] = {}  # symbol -> ms its figures describe
-        self._seeded = False  # a full REST answer has been merged
-        self._answered_at: float | None = None  # when the last full answer was merged
+        # When the last full REST answer was merged; None until the first.
+        self._answered_at: float | None = None
         self._live_since: float | None = None  # the ticker stream is live since (None: not)
         self._repairs = 0
         self._pushes = 0
@@ -125,7 +125,6 @@ class TickerTable:
         timed = parse_tickers_24h_timed(answer)
         with self._lock:
             self._merge(timed)
-            self._seeded = True
             self._answered_at = self._clock()
 
     def repair(self, answer: object) -> int:
@@ -149,9 +148,8 @@ class TickerTable:
         timed = parse_tickers_24h_timed(answer)
         with self._lock:
             repaired = self._merge(timed)
-            if not self._seeded:
+            if self._answered_at is None:  # the first answer seeds: nothing to repair
                 repaired = 0
-            self._seeded = True
             self._answered_at = self._clock()
             self._repairs += repaired
         return repaired
@@ -238,8 +236,7 @@ class TickerTable:
         long before a reconnect does not, and the next run asks again.
         """
         with self._lock:
-            return (self._seeded and self._live_since is not None
-                    and self._answered_at is not None
+            return (self._live_since is not None and self._answered_at is not None
                     and self._answered_at >= self._live_since - SEED_GRACE)
 
     def tickers(self) -> dict[str, Ticker24h]:
