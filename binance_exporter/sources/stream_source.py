@@ -68,8 +68,9 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
                                  snapshot_weight_per_minute=snapshot_weight_per_minute)
         self.quotes = BookTickers(on_change)
         # Gap fills page up to 20 aggTrades answers per symbol: on their own
-        # workers, so that they never hold back a snapshot or a quote fill.
-        self.trade_pool = DaemonPool(2, name="trade-gaps")
+        # workers, so that they never hold back a snapshot or a quote fill
+        # (none when trades are not followed: there is never a fill).
+        self.trade_pool = DaemonPool(2, name="trade-gaps") if follow_trades else self.pool
         self.trades = StreamTrades(client, self.trade_pool)
         self.tickers = TickerTable()
         self.follow_trades = follow_trades
