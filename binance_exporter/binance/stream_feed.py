@@ -76,13 +76,14 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
                 return
             self._streams = list(streams)
             old = self._supervisors
-            parts = _placed([s.subscriptions.target() for s in old], list(streams))
+            targets = [s.subscriptions.target() for s in old]
+            parts = _placed(targets, list(streams))
             kept: list[StreamSupervisor] = []
             for index, part in enumerate(parts):
                 if index >= len(old):
                     kept.append(self._start(part))
                 elif part:
-                    if part != old[index].subscriptions.target():
+                    if part != targets[index]:
                         old[index].subscriptions.update(part)
                     kept.append(old[index])
                 else:

@@ -20,12 +20,17 @@ SUBSCRIBE_BATCH = 200  # streams per control message
 SUBSCRIBE_GAP = 0.35  # seconds between control messages
 
 
+def _check(streams: list[str]) -> None:
+    """Refuse more streams than one connection may carry."""
+    if len(streams) > MAX_STREAMS_PER_CONNECTION:
+        raise ValueError(f"at most {MAX_STREAMS_PER_CONNECTION} streams per connection")
+
+
 class Subscriptions:
     """What one supervised connection carries, and what it is asked to carry."""
 
     def __init__(self, streams: list[str], traffic: Traffic, stop: threading.Event) -> None:
-        if len(streams) > MAX_STREAMS_PER_CONNECTION:
-            raise ValueError(f"at most {MAX_STREAMS_PER_CONNECTION} streams per connection")
+        _check(streams)
         self._traffic = traffic
         self._stop = stop
         self._lock = threading.Lock()
@@ -38,8 +43,7 @@ class Subscriptions:
 
     def update(self, streams: list[str]) -> None:
         """Carry exactly `streams` from now on (any thread)."""
-        if len(streams) > MAX_STREAMS_PER_CONNECTION:
-            raise ValueError(f"at most {MAX_STREAMS_PER_CONNECTION} streams per connection")
+        _check(streams)
         with self._lock:
             self._target = list(streams)
         self._changed.set()
