@@ -20,11 +20,12 @@ import threading
 import time
 import unittest
 from collections import Counter
-from decimal import Decimal
 
 from fake_binance.market import BUILTIN_SYMBOLS, Market
 from fake_binance.server import FakeBinance, RequestRecord
 from fake_binance.streams import MAX_INCOMING, MAX_STREAMS, FakeStreams
+from tests.integration.test_faults import ranked
+from tests.integration.test_scale import labelled, quotable
 from tests.support import Exporter, Samples, sample, taker_totals, trades_counted, wait_until
 
 SCALE = 3000  # TRADING symbols, about Binance's whole spot market
@@ -40,23 +41,6 @@ DEPTH_TIERS = ((100, 5), (500, 25), (1000, 50), (5000, 250))
 def depth_weight(limit: int) -> int:
     """What Binance charges for one depth snapshot of `limit` levels."""
     return next(weight for bound, weight in DEPTH_TIERS if limit <= bound)
-
-
-def labelled(samples: Samples, name: str, **labels: str) -> list[str]:
-    """The `symbol` label of every series of `name` whose other labels match."""
-    found = []
-    for sample_name, pairs in samples:
-        values = dict(pairs)
-        if sample_name == name and all(values.get(k) == v for k, v in labels.items()):
-            found.append(values["symbol"])
-    return found
-
-
-def quotable(market: Market, symbols: set[str]) -> set[str]:
-    """Those of `symbols` whose book has both sides, so their quotes make a spread."""
-    return {top["symbol"] for top in market.book_ticker()
-            if top["symbol"] in symbols
-            and 0 < Decimal(top["bidPrice"]) < Decimal(top["askPrice"])}
 
 
 class StreamCase(unittest.TestCase):
@@ -136,12 +120,12 @@ class WholeMarketTest(StreamCase):
         def live():
             now = cls.exporter.scrape()
             # Top 5 BTC symbols by volume, top 5 USDT symbols by trades: each a book.
-            ranked = set(labelled(now, "binance_top_symbol_rank"))
+            books = set(labelled(now, "binance_top_symbol_rank"))
             ok = (sample(now, "binance_up") == 1
                   and sample(now, "binance_stream_connected") == 1
                   and sample(now, "binance_stream_book_ticker_symbols_live") == len(cls.trading)
-                  and len(ranked) == 10
-                  and ranked <= set(labelled(now, "binance_order_book_update_id")))
+                  and len(books) == 10
+                  and books <= set(labelled(now, "binance_order_book_update_id")))
             return now if ok else None
 
         return wait_until(live, timeout=timeout, interval=0.2)
@@ -161,28 +145,28 @@ class WholeMarketTest(StreamCase):
         self.assertEqual(set(spreads), quotable(self.market, self.trading))
         self.assertEqual(len(spreads), SCALE - 1)
 
-        ranked = set(labelled(samples, "binance_top_symbol_rank"))
+        depth_books = set(labelled(samples, "binance_top_symbol_rank"))
         paths = Counter(record.path for record in self.startup)
         self.assertEqual(dict(paths), {EXCHANGE_INFO: 1, TICKER_24H: 1, BOOK_TICKER: 1,
-                                       DEPTH: len(ranked)})
+                                       DEPTH: len(depth_books)})
         for record in self.startup:
             if record.path in (TICKER_24H, BOOK_TICKER):  # the whole market in one request
                 self.assertNotIn("symbol", record.params)
                 self.assertNotIn("symbols", record.params)
         depths = [record for record in self.startup if record.path == DEPTH]
         books = [record.params["symbol"] for record in depths]
-        self.assertEqual(sorted(books), sorted(ranked), "one snapshot per depth book")
-        self.assertFalse(set(books) & (self.trading - ranked),
+        self.assertEqual(sorted(books), sorted(depth_books), "one snapshot per depth book")
+        self.assertFalse(set(books) & (self.trading - depth_books),
                          "a depth snapshot for a symbol that is only a spread symbol")
         limits = {int(record.params["limit"]) for record in depths}
         self.assertEqual(len(limits), 1, limits)
         limit = limits.pop()
         self.assertTrue(all(record.weight == depth_weight(limit) for record in depths))
         self.assertEqual(sum(record.weight for record in self.startup),
-                         20 + 80 + len(ranked) * depth_weight(limit) + 4)
+                         20 + 80 + len(depth_books) * depth_weight(limit) + 4)
 
         wanted = {"!ticker_1d@arr"} | {s.lower() + "@bookTicker" for s in self.trading} \
-            | {s.lower() + "@depth@100ms" for s in ranked}
+            | {s.lower() + "@depth@100ms" for s in depth_books}
         streams = [stream for part in self.subscribed for stream in part]
         self.assertEqual(len(streams), len(set(streams)), "a stream on two connections")
         self.assertEqual(set(streams), wanted)
@@ -371,13 +355,6 @@ class TickerRepairTest(StreamCase):
     def setUpClass(cls) -> None:
         cls.start(Market(seed=7), "--no-analytics", "--refresh-interval", str(cls.REFRESH))
 
-    def ranking(self, samples: Samples) -> list[str]:
-        """The USDT symbols ranked by trades, first to last."""
-        ranks = {symbol: sample(samples, "binance_top_symbol_rank", symbol=symbol,
-                                quote_asset="USDT", ranking="trades")
-                 for symbol in labelled(samples, "binance_top_symbol_rank", ranking="trades")}
-        return sorted(ranks, key=ranks.__getitem__)
-
     def rest_ranking(self) -> list[str]:
         """The top 5 USDT symbols by trades, from the REST answers of the fake."""
         info = {s["symbol"]: s for s in self.market.exchange_info()["symbols"]}
@@ -400,7 +377,7 @@ class TickerRepairTest(StreamCase):
         self.exporter.wait_ready(timeout=15)
         before = wait_until(lambda: (now := self.exporter.scrape())
                             and sample(now, "binance_stream_connected") == 1 and now, 15)
-        old = self.ranking(before)
+        old = ranked(before, "trades")
         self.assertEqual(old, self.rest_ranking())
         repairs = sample(before, "binance_stream_ticker_repairs_total")
         self.assertEqual(repairs, 0, "the start-up answer repaired nothing")
@@ -419,17 +396,17 @@ class TickerRepairTest(StreamCase):
                           and now, timeout=5)
         self.assertEqual(sample(seen, "binance_stream_ticker_repairs_total"), repairs,
                          "repaired before the pushes could be missed")
-        self.assertEqual(self.ranking(seen), old, "a lost push reached the rankings")
+        self.assertEqual(ranked(seen, "trades"), old, "a lost push reached the rankings")
 
         def repaired():
             now = self.exporter.scrape()
             done = sample(now, "binance_stream_ticker_repairs_total") != repairs \
-                and self.ranking(now) == self.rest_ranking()
+                and ranked(now, "trades") == self.rest_ranking()
             return now if done else None
 
         after = wait_until(repaired, timeout=15 * self.REFRESH)
         self.assertEqual(sample(after, "binance_stream_ticker_repairs_total"), repairs + len(stale))
-        self.assertEqual(self.ranking(after)[:3], [*stale, pushed])
+        self.assertEqual(ranked(after, "trades")[:3], [*stale, pushed])
         for symbol, trades in stale.items():
             self.assertEqual(sample(after, "binance_ticker_24h_trades", symbol=symbol), trades)
 
