@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 from bench import report, request_log
 from bench.probes import Child, get, percentile, rss_mb, start_scraper, stop_scraper
-from bench.report import Row, say
+from bench.report import Row, say, spread
 from binance_exporter.app import STREAM_SWITCH_INTERVAL, freeze_start_up
 from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import BinanceClient
@@ -99,11 +99,6 @@ SCRAPE_GOAL_MS = 10.0
 RSS_GOAL_MB = 100.0
 PROFILE_LINES = 8
 SECTION = "## Stream mode at market scale"
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    """Median, min and max of the rounds."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 # --------------------------------------------------------------------------- case 1
@@ -286,13 +281,13 @@ def measure_start(rounds: int) -> dict[str, Any]:
     """`rounds` exporters one after the other; the last runs past the second rankings run."""
     runs = [_start_round(i, LONG_ROUND if i == rounds - 1 else SHORT_ROUND)
             for i in range(rounds)]
-    figures: dict[str, Any] = {key: _spread([one[key] for one in runs]) for key in (
+    figures: dict[str, Any] = {key: spread([one[key] for one in runs]) for key in (
         "to_live", "start_weight", "connections", "reconnect_to_live", "reconnect_weight",
         "reconnect_connections", "steady_per_minute", "steady_other_per_minute", "steady_up",
         "rss_mb")}
     ups = [one["up"] for one in runs if one["up"] is not None]
     seconds = sum(one["steady_seconds"] for one in runs)
-    figures |= {"rounds": rounds, "quotes": runs[0]["quotes"], "up": _spread(ups) if ups else None,
+    figures |= {"rounds": rounds, "quotes": runs[0]["quotes"], "up": spread(ups) if ups else None,
                 "up_missing": len(runs) - len(ups), "steady_seconds": seconds,
                 "steady_by_book": _summed(runs, "steady_by_book"),
                 "steady_paths_per_minute": _summed(runs, "steady_paths", 60.0 / seconds)}
@@ -302,9 +297,9 @@ def measure_start(rounds: int) -> dict[str, Any]:
         figures[f"{phase}_connect"] = max(connect)[0]
         figures[f"{phase}_most"] = sorted({book for count, book in connect
                                            if count == max(connect)[0]})
-        figures[f"{phase}_snapshots"] = _spread([count for one in runs
+        figures[f"{phase}_snapshots"] = spread([count for one in runs
                                                  for count in one[f"{phase}_snapshots"].values()])
-        figures[f"{phase}_gaps"] = _spread([len(one[f"{phase}_gaps"]) for one in runs])
+        figures[f"{phase}_gaps"] = spread([len(one[f"{phase}_gaps"]) for one in runs])
     for key in ("steady_resyncs", "steady_gaps", "steady_repairs"):
         figures[key] = sum(one[key] for one in runs)
     figures["steady_messages_per_second"] = {kind: count / seconds for kind, count in _summed(
@@ -401,10 +396,8 @@ class _Rig:  # pylint: disable=too-many-instance-attributes
                                    silence=3600.0)
         self.routes: dict[str, Callable[[object, str], None]] = {}
         feed = self.source.connections  # the same, over `_Loopback` clients
-        callbacks = getattr(feed, "callbacks", None) or {
-            name: getattr(feed, name) for name in ("on_connect", "on_disconnect", "on_live")}
         self.source.connections = StreamFeed(
-            feed.url, feed.on_data, watchdog=feed.watchdog, **callbacks,
+            feed.url, feed.on_data, watchdog=feed.watchdog, **feed.callbacks,
             supervisor_factory=functools.partial(
                 StreamSupervisor, client_factory=functools.partial(_Loopback, self.routes)))
         self.quotes = QuotesJob(self.source, self.pool, self.store, config)
@@ -702,8 +695,8 @@ def measure_feed(rounds: int, rest: FakeBinance) -> dict[str, Any]:
     for one in runs:
         say(f"  feed: {one['per_second']:,.0f} messages/s, {one['publishes']} publishes of "
              f"{one['publish_ms']:.0f} ms, {one['applied']}/{one['symbols']} applied")
-    return {"per_second": _spread([one["per_second"] for one in runs]),
-            "publish_ms": _spread([one["publish_ms"] for one in runs]),
+    return {"per_second": spread([one["per_second"] for one in runs]),
+            "publish_ms": spread([one["publish_ms"] for one in runs]),
             "profile": runs[0]["profile"], "symbols": runs[0]["symbols"],
             "applied_min": min(one["applied"] for one in runs),
             "checked": min(one["checked"] for one in runs)}
@@ -717,11 +710,11 @@ def measure_lag(rounds: int, rest: FakeBinance) -> dict[str, Any]:
              f"{percentile(one['lags_ms'], 0.99):.0f} ms; scrape p99 "
              f"{percentile(one['scrape_ms'], 0.99):.1f} ms; {one['rate']:,.0f}/s; RSS "
              f"{one['rss_mb']:.0f} MB; {one['publishes']} publishes, {one['renders']} renders")
-    figures = {f"{name}_p{share * 100:.0f}": _spread([percentile(one[key], share)
+    figures = {f"{name}_p{share * 100:.0f}": spread([percentile(one[key], share)
                                                      for one in runs])
                for name, key in (("lag", "lags_ms"), ("published", "published_ms"),
                                  ("scrape", "scrape_ms")) for share in (0.5, 0.99)}
-    figures |= {key: _spread([one[key] for one in runs])
+    figures |= {key: spread([one[key] for one in runs])
                 for key in ("rate", "rss_mb", "hwm_mb", "publish_ms")}
     return figures | {"stamps": sum(len(one["lags_ms"]) for one in runs),
                       "scrapes": sum(len(one["scrape_ms"]) for one in runs)}
@@ -742,9 +735,9 @@ def run(rounds: int = ROUNDS) -> dict[str, Any]:
     return {"start": start, "feed": feed, "lag": lag}
 
 
-def _ranged(spread: dict[str, float], decimals: int = 0, unit: str = "") -> str:
-    """`median (min–max) unit`."""
-    low, mid, high = (f"{spread[k]:,.{decimals}f}" for k in ("min", "median", "max"))
+def _ranged(rounds: dict[str, float], decimals: int = 0, unit: str = "") -> str:
+    """`median (min–max) unit` of a `spread` of rounds."""
+    low, mid, high = (f"{rounds[k]:,.{decimals}f}" for k in ("min", "median", "max"))
     return f"{mid} ({low}–{high}){' ' + unit if unit else ''}"
 
 

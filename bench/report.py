@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import statistics
 import sys
 from dataclasses import dataclass
 
@@ -50,6 +51,11 @@ def _ratio(numerator: float | None, denominator: float | None) -> str:
         # Against a floor of zero a ratio means nothing; the value says it all.
         return "=" if numerator == 0 else "—"
     return f"{numerator / denominator:,.2f}×"
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of the rounds."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def say(text: str) -> None:

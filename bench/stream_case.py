@@ -34,6 +34,7 @@ import time
 from decimal import Decimal
 from typing import Callable
 
+from bench.report import spread
 from binance_exporter.app import STREAM_SWITCH_INTERVAL
 from binance_exporter.binance.pool import DaemonPool
 from binance_exporter.binance.rest import ApiStats
@@ -333,10 +334,6 @@ def _feed_only(events: int, seed: int) -> dict[str, float]:
     return figures
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def _policies(rounds: int, seed: int) -> dict[str, float]:
     """Before (eager render per publish) and after (lazy) side by side, `rounds` times.
 
@@ -353,7 +350,7 @@ def _policies(rounds: int, seed: int) -> dict[str, float]:
                "policy_scrape_interval": POLICY_SCRAPE_INTERVAL}
     for name, one in runs.items():
         for key in one[0]:
-            for stat, value in _spread([run[key] for run in one]).items():
+            for stat, value in spread([run[key] for run in one]).items():
                 figures[f"{name}_{key}_{stat}"] = value
     for key in ("renders_per_minute", "cpu_per_second"):
         figures[f"{key}_ratio"] = statistics.median(
