@@ -679,14 +679,11 @@ class FakeStreams:
     def skip_next_event(self, symbol: str) -> None:
         """Drop the next diff-depth event of `symbol` (each subscribed speed): the
         one after it starts with U > previous u + 1, a gap."""
-        self._depth_fault(symbol, "skips")
+        self._feed_fault(symbol, DepthFeed, "skips", "diff-depth")
 
     def swap_next_events(self, symbol: str) -> None:
         """Send the next two diff-depth events of `symbol` in reverse order."""
-        self._depth_fault(symbol, "swaps")
-
-    def _depth_fault(self, symbol: str, counter: str) -> None:
-        self._feed_fault(symbol, DepthFeed, counter, "diff-depth")
+        self._feed_fault(symbol, DepthFeed, "swaps", "diff-depth")
 
     def duplicate_next_agg_trade(self, symbol: str) -> None:
         """Send the next aggTrade event of `symbol` twice in a row (same `a`)."""
