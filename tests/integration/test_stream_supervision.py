@@ -28,6 +28,10 @@ class TimedRefresher:
         self.busy = busy  # spends `takes` on the CPU; else waits it out asleep
         self.started: list[float] = []
 
+    def gaps(self) -> list[float]:
+        """Seconds from each publish's start to the next's."""
+        return [b - a for a, b in zip(self.started, self.started[1:])]
+
     def refresh_books(self) -> None:
         """A publish that lasts `takes` seconds."""
         self.started.append(time.monotonic())
@@ -67,13 +71,13 @@ class RepublisherTest(unittest.TestCase):
         refresher = TimedRefresher(0)
         self.run_for(refresher, 0.5, changing=True)
         self.assertGreaterEqual(len(refresher.started), 1)
-        gaps = [b - a for a, b in zip(refresher.started, refresher.started[1:])]
+        gaps = refresher.gaps()
         self.assertTrue(all(gap >= PUBLISH_INTERVAL * 0.99 for gap in gaps), gaps)
 
     def test_slow_publishes_keep_their_share(self):
         refresher = TimedRefresher(0.05)  # 50 ms of CPU each, then the rest of the share
         self.run_for(refresher, 1.0, changing=True)
-        gaps = [b - a for a, b in zip(refresher.started, refresher.started[1:])]
+        gaps = refresher.gaps()
         self.assertGreaterEqual(len(refresher.started), 2)
         self.assertTrue(all(gap >= 0.05 / PUBLISH_SHARE * 0.99 for gap in gaps), gaps)
 
@@ -81,7 +85,7 @@ class RepublisherTest(unittest.TestCase):
         # 50 ms of waiting and no CPU: the next starts on the interval, not a share later.
         refresher = TimedRefresher(0.05, busy=False)
         self.run_for(refresher, 1.0, changing=True)
-        gaps = [b - a for a, b in zip(refresher.started, refresher.started[1:])]
+        gaps = refresher.gaps()
         self.assertGreaterEqual(len(gaps), 3)
         self.assertTrue(all(gap >= PUBLISH_INTERVAL * 0.99 for gap in gaps), gaps)
         self.assertLess(statistics.median(gaps), 0.05 / PUBLISH_SHARE * 0.9, gaps)

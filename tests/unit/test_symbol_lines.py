@@ -60,11 +60,12 @@ def families(page: bytes) -> dict[str, str]:
     return {name: "".join(lines) for name, lines in found.items()}
 
 
-def library_page(accept: str, snapshot: Snapshot) -> dict[str, str]:
-    """The market families exactly as prometheus_client renders them."""
+def library_page(accept: str, snapshot: Snapshot, encoder=None) -> dict[str, str]:
+    """The market families exactly as prometheus_client renders them (with the encoder
+    `accept` chooses, or `encoder`)."""
     registry = CollectorRegistry()
     registry.register(MarketCollector(lambda: snapshot))
-    return families(choose_encoder(accept)[0](registry))
+    return families((encoder or choose_encoder(accept)[0])(registry))
 
 
 class KeptLinesTest(unittest.TestCase):
@@ -166,9 +167,7 @@ class KeptLinesTest(unittest.TestCase):
         snapshot = Snapshot(answers=answers({"BTCUSDT": "1", "ETHBTC": "2"}))
         exposition = build_exposition(lambda: snapshot, lambda: STATS)
         part = exposition._snapshot_part(snapshot, stamped, "odd")  # pylint: disable=protected-access
-        registry = CollectorRegistry()
-        registry.register(MarketCollector(lambda: snapshot))
-        expected = families(stamped(registry))
+        expected = library_page("", snapshot, stamped)
         for name, text in expected.items():
             self.assertEqual(families(part)[name], text)
 
