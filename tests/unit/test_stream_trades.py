@@ -149,6 +149,12 @@ class Fixture(unittest.TestCase):
         for trade_id in ids:
             self.trades.on_data(STREAM, event(trade_id))
 
+    def reconnect(self, streams: list[str] | None = None) -> None:
+        """The connection drops, comes back and is live again (`streams`; None: all)."""
+        self.trades.on_disconnect(streams)
+        self.trades.on_connect(streams)
+        self.trades.on_live(streams)
+
     def flow(self) -> TradeTotals | Exception:
         """What `flows` reads for SYMBOL."""
         return self.trades.flows([SYMBOL])[SYMBOL]
@@ -296,9 +302,7 @@ class ReconnectTest(Fixture):
 
     def test_reconnect_with_missing_ids_fills_the_gap(self):
         self.feed(*range(80, 91))
-        self.trades.on_disconnect()
-        self.trades.on_connect()
-        self.trades.on_live()
+        self.reconnect()
         self.market.upto = 131
         self.feed(130, 131)  # before the connect fill ran: they wait for it
         self.assertIsInstance(self.flow(), NotSynced)
@@ -310,9 +314,7 @@ class ReconnectTest(Fixture):
 
     def test_first_event_after_a_reconnect_without_a_gap_needs_no_rest(self):
         self.feed(80, 81)
-        self.trades.on_disconnect([STREAM])
-        self.trades.on_connect([STREAM])
-        self.trades.on_live([STREAM])
+        self.reconnect([STREAM])
         self.feed(81, 82)
         self.assertEqual(self.flow(), expected(range(80, 83)))
         self.pool.run()  # the connect fill was called off
@@ -320,9 +322,7 @@ class ReconnectTest(Fixture):
 
     def test_a_gap_found_after_the_connect_fill_is_filled_in_turn(self):
         self.feed(80)
-        self.trades.on_disconnect([STREAM])
-        self.trades.on_connect([STREAM])
-        self.trades.on_live([STREAM])
+        self.reconnect([STREAM])
         self.market.upto = 85
         self.pool.run()
         self.assertEqual(self.flow(), expected(range(80, 86)))
@@ -336,9 +336,7 @@ class ReconnectTest(Fixture):
     def test_a_connect_fill_out_of_pages_waits_for_the_next_event(self):
         self.trades = self.make(2)
         self.feed(1)
-        self.trades.on_disconnect()
-        self.trades.on_connect()
-        self.trades.on_live()
+        self.reconnect()
         self.market.upto = 5000
         self.pool.run()
         self.assertEqual(self.market.from_ids(), [2, 1002])
