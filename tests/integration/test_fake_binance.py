@@ -554,6 +554,18 @@ class MarketTest(unittest.TestCase):
         depth = market.depth("SYM2999BTC", 5000)
         self.assertTrue(50 <= len(depth["bids"]) < 300 and depth["bids"])
 
+    def test_top_is_what_depth_1_has(self):
+        market = Market(clock=lambda: FIXED_NOW)
+        market.set_status("FTTUSDT", "BREAK")
+        market.set_book("ETHBTC", [], [("0.05", "1")])
+        market.step(3)
+        for spec in BUILTIN_SYMBOLS:
+            with self.subTest(symbol=spec.symbol):
+                depth, top = market.depth(spec.symbol, 1), market.top(spec.symbol)
+                bid = depth["bids"][0] if depth["bids"] else ["0.00000000"] * 2
+                ask = depth["asks"][0] if depth["asks"] else ["0.00000000"] * 2
+                self.assertEqual(tuple(top), (depth["lastUpdateId"], *bid, *ask))
+
 
 class AggTradesTest(FakeCase):
     """GET /api/v3/aggTrades: shapes, weight, paging by id, the clamp, errors, the model."""

@@ -145,6 +145,13 @@ def rest_tickers(market: Market) -> dict[str, dict]:
     return {ticker["symbol"]: ticker for ticker in market.ticker_24hr()}
 
 
+def window_changed(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
+    """The symbols (in `after`'s order) whose window figures differ between two
+    `rest_tickers` readings: those `!ticker_1d@arr` must push."""
+    return [symbol for symbol in after
+            if any(after[symbol][name] != before[symbol][name] for name in WINDOW.values())]
+
+
 def window_event(ticker: dict) -> dict:
     """The `1dTicker` object the stream must send for this ticker_24hr object."""
     return {"e": "1dTicker", "E": FIXED_MS, "s": ticker["symbol"],
@@ -636,9 +643,7 @@ class TickerArrayTest(StreamsTestCase):
         before = rest_tickers(self.market)
         self.step()
         after = rest_tickers(self.market)
-        changed = [symbol for symbol in after
-                   if any(after[symbol][name] != before[symbol][name]
-                          for name in WINDOW.values())]
+        changed = window_changed(before, after)
         self.assertLess(0, len(changed))
         self.assertLess(len(changed), len(after))  # BREAK and HALT symbols do not trade
         push = self.pushes(recorder, 1)[0]

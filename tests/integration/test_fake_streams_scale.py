@@ -17,7 +17,13 @@ from websockets.sync.client import ClientConnection, connect
 
 from fake_binance import BUILTIN_SYMBOLS, Market
 from fake_binance.streams import FakeStreams
-from tests.integration.test_fake_streams import FIXED_NOW, TICKERS, WINDOW
+from tests.integration.test_fake_streams import (
+    FIXED_NOW,
+    TICKERS,
+    WINDOW,
+    rest_tickers,
+    window_changed,
+)
 
 EXTRA = 3000
 CONNECTIONS = 3
@@ -88,12 +94,11 @@ class MarketScaleTest(unittest.TestCase):
 
     def test_ticker_array_carries_the_whole_market(self):
         connection = self.connection([TICKERS])
-        before = {t["symbol"]: t for t in self.market.ticker_24hr()}
+        before = rest_tickers(self.market)
         self.market.step()
         self.streams.flush()
-        after = {t["symbol"]: t for t in self.market.ticker_24hr()}
-        changed = [name for name in after
-                   if any(after[name][field] != before[name][field] for field in WINDOW.values())]
+        after = rest_tickers(self.market)
+        changed = window_changed(before, after)
         self.assertGreater(len(changed), EXTRA)
         message = json.loads(connection.recv(timeout=5))
         self.assertEqual(message["stream"], TICKERS)
@@ -102,18 +107,6 @@ class MarketScaleTest(unittest.TestCase):
             self.assertEqual({letter: event[letter] for letter in WINDOW},
                              {letter: after[event["s"]][field]
                               for letter, field in WINDOW.items()})
-
-    def test_top_is_what_depth_1_has(self):
-        market = Market(clock=lambda: FIXED_NOW)
-        market.set_status("FTTUSDT", "BREAK")
-        market.set_book("ETHBTC", [], [("0.05", "1")])
-        market.step(3)
-        for spec in BUILTIN_SYMBOLS:
-            with self.subTest(symbol=spec.symbol):
-                depth, top = market.depth(spec.symbol, 1), market.top(spec.symbol)
-                bid = depth["bids"][0] if depth["bids"] else ["0.00000000"] * 2
-                ask = depth["asks"][0] if depth["asks"] else ["0.00000000"] * 2
-                self.assertEqual(tuple(top), (depth["lastUpdateId"], *bid, *ask))
 
 
 if __name__ == "__main__":
